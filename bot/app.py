@@ -1,0 +1,97 @@
+"""The one place that wires settings, store, services and the dialogue together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.catalog import Catalog
+from bot.config import Settings
+from bot.dialogue import Dialogue
+from bot.escalation import EscalationRules
+from bot.evidence import EvidenceStore
+from bot.flows import load_flows
+from bot.intents import IntentRecognizer
+from bot.language import LanguageDetector
+from bot.manager import Clock, DialogueManager, utc_now
+from bot.orders import DEFAULT_PATTERNS, OrderNumbers, OrderProvider, StaticOrders
+from bot.policy import Policy
+from bot.store import Store
+
+
+@dataclass(frozen=True)
+class Brain:
+    """Everything loaded from files at start-up: flows, policy, catalogs, trained models."""
+
+    dialogue: Dialogue
+    catalog: Catalog
+
+
+def load_brain(settings: Settings) -> Brain:
+    """Read and check dialogues/ and locales/, train the recognisers. Raises on any bad file."""
+    catalog = Catalog.load(settings.locales_dir, settings.default_locale)
+    flows = load_flows(settings.dialogues_dir / "flows.yml", set(catalog.locales[catalog.default].messages))
+    rules = EscalationRules.load(settings.dialogues_dir / "escalation.yml")
+    policy = Policy.load(settings.dialogues_dir / "policy.yml")
+    lexicon = {code: (loc.keywords.get("function_words") or []) for code, loc in catalog.locales.items()}
+    dialogue = Dialogue(
+        flows=flows,
+        catalog=catalog,
+        detector=LanguageDetector(catalog.codes, lexicon),
+        recognizer=IntentRecognizer(catalog),
+        numbers=OrderNumbers(policy.order_number_patterns or DEFAULT_PATTERNS),
+        policy=policy,
+        rules=rules,
+        max_input_chars=settings.max_input_chars,
+        default_locale=settings.default_locale,
+    )
+    return Brain(dialogue, catalog)
+
+
+class App:
+    """A running bot: call `start()` before use and `stop()` after (or use `async with`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        brain: Brain | None = None,
+        orders: OrderProvider | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.brain = brain or load_brain(settings)
+        self._orders = orders
+        self.clock = clock
+        self.store: Store | None = None
+        self.manager: DialogueManager | None = None
+
+    async def start(self) -> DialogueManager:
+        settings = self.settings
+        self.store = await Store.open(settings.redis_url, settings.data_dir, ttl_seconds=settings.ttl_seconds)
+        max_bytes, max_pixels = self.brain.dialogue.policy.evidence_limits
+        self.manager = DialogueManager(
+            dialogue=self.brain.dialogue,
+            store=self.store,
+            orders=self._orders or default_orders(settings),
+            evidence=EvidenceStore(Path(settings.data_dir) / "evidence", max_bytes=max_bytes, max_pixels=max_pixels),
+            clock=self.clock,
+        )
+        return self.manager
+
+    async def stop(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    async def __aenter__(self) -> DialogueManager:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def default_orders(settings: Settings) -> OrderProvider:
+    """The orders file from settings, or the sample orders that ship with the bot."""
+    path = settings.orders_file or settings.dialogues_dir / "sample_orders.yml"
+    return StaticOrders.from_file(path) if path.exists() else StaticOrders()

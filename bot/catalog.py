@@ -1,0 +1,143 @@
+"""Message catalogs: one YAML file per language with bot texts and recognition data.
+
+Texts are rendered with `str.format` placeholders; amounts and dates arrive already formatted
+for the locale by `format_money` / `format_day` (Babel), so catalogs hold words only.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from babel.dates import format_date
+from babel.numbers import format_currency
+
+# Keys the design fixes: every locale must define them.
+REQUIRED_KEYS = (
+    "greeting", "fallback", "ask_order_number", "order_number_invalid", "ask_verification",
+    "verification_failed", "verification_locked", "order_status", "ask_photos", "photo_received",
+    "photo_rejected", "ask_resolution", "ticket_created", "return_window_expired", "refund_status",
+    "customs_info", "handoff_queued", "handoff_outside_hours", "agent_joined", "handoff_ended",
+    "csat_ask", "csat_thanks", "language_switched", "input_rejected",
+    "macro_refund_approved", "macro_replacement_sent", "macro_need_more_photos",
+)  # fmt: skip
+# Fragment tables placed into messages (order statuses, customs terms, ...).
+FRAGMENT_TABLES = (
+    "buttons", "statuses", "refunds", "customs", "next_steps", "shipping_payer", "photo_reasons",
+    "payment_methods",
+)  # fmt: skip
+
+
+class CatalogError(ValueError):
+    """A locale file is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Locale:
+    code: str
+    name: str
+    messages: dict[str, str]
+    fragments: dict[str, dict[str, str]]
+    intents: dict[str, list[str]] = field(default_factory=dict)
+    keywords: dict[str, Any] = field(default_factory=dict)
+
+    def fragment(self, table: str, name: str, **values: Any) -> str:
+        text = self.fragments.get(table, {}).get(name)
+        return "" if text is None else _fill(text, values)
+
+
+class _Blank(dict[str, Any]):
+    def __missing__(self, key: str) -> str:  # a fragment without its value reads cleanly
+        return ""
+
+
+def _fill(text: str, values: dict[str, Any]) -> str:
+    return text.format_map(_Blank(values))
+
+
+def placeholders(text: str) -> set[str]:
+    """The `{names}` a text uses."""
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+class Catalog:
+    """All locales of the bot, keyed by ISO 639-1 code."""
+
+    def __init__(self, locales: dict[str, Locale], default: str) -> None:
+        if default not in locales:
+            raise CatalogError(f"default locale {default!r} has no catalog")
+        self.locales = locales
+        self.default = default
+
+    @classmethod
+    def load(cls, folder: Path, default: str = "en") -> Catalog:
+        locales = {}
+        for path in sorted(folder.glob("*.yml")):
+            locale = _read_locale(path)
+            locales[locale.code] = locale
+        if not locales:
+            raise CatalogError(f"no locale files (*.yml) in {folder}")
+        return cls(locales, default)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(self.locales)
+
+    def has_key(self, key: str) -> bool:
+        return key in self.locales[self.default].messages
+
+    def locale(self, code: str | None) -> Locale:
+        return self.locales.get(code or self.default) or self.locales[self.default]
+
+    def render(self, code: str, key: str, values: dict[str, Any] | None = None) -> str:
+        """The text of `key` in `code` (falling back to the default locale), placeholders filled."""
+        locale = self.locale(code)
+        text = locale.messages.get(key) or self.locales[self.default].messages[key]
+        return _fill(text, values or {})
+
+    def button_label(self, code: str, payload: str) -> str:
+        label = self.locale(code).fragments.get("buttons", {}).get(payload)
+        return label or self.locales[self.default].fragments.get("buttons", {}).get(payload) or payload
+
+
+def _read_locale(path: Path) -> Locale:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise CatalogError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("messages"), dict):
+        raise CatalogError(f"{path}: needs a 'messages' mapping")
+    code = data.get("language") or path.stem
+    missing = [key for key in REQUIRED_KEYS if not data["messages"].get(key)]
+    if missing:
+        raise CatalogError(f"{path}: missing catalog keys {', '.join(missing)}")
+    return Locale(
+        code=code,
+        name=str(data.get("name") or code),
+        messages={k: str(v) for k, v in data["messages"].items()},
+        fragments={t: {str(k): str(v) for k, v in (data.get(t) or {}).items()} for t in FRAGMENT_TABLES},
+        intents={k: [str(x) for x in v or []] for k, v in (data.get("intents") or {}).items()},
+        keywords=data.get("keywords") or {},
+    )
+
+
+# -- locale-aware values (Babel) ------------------------------------------------------------
+
+_BABEL_LOCALES = {"zh": "zh_Hans_CN", "pt": "pt_BR"}
+
+
+def babel_locale(code: str) -> str:
+    return _BABEL_LOCALES.get(code, code)
+
+
+def format_money(amount: float | Decimal | int, currency: str, code: str) -> str:
+    return format_currency(Decimal(str(amount)), currency, locale=babel_locale(code))
+
+
+def format_day(day: date, code: str) -> str:
+    return format_date(day, format="long", locale=babel_locale(code))

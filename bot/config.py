@@ -1,0 +1,90 @@
+"""Settings, read once from the environment (a shop can also pass them explicitly)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PACKAGE_DATA = Path(__file__).parent / "_data"  # where a wheel puts dialogues/ and locales/
+_SOURCE_TREE = Path(__file__).parent.parent  # a checkout or an editable install
+
+
+def shipped_folder(name: str) -> Path:
+    """The `dialogues` or `locales` folder that ships with the package."""
+    installed = _PACKAGE_DATA / name
+    return installed if installed.is_dir() else _SOURCE_TREE / name
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None  # None: start the embedded Valkey
+    data_dir: Path = Path(".aftersales")
+    dialogues_dir: Path = field(default_factory=lambda: shipped_folder("dialogues"))
+    locales_dir: Path = field(default_factory=lambda: shipped_folder("locales"))
+    orders_file: Path | None = None
+    ttl_seconds: int = 30 * 24 * 3600
+    max_input_chars: int = 2000
+    default_locale: str = "en"
+    shop_name: str = "our shop"
+    telegram_bot_token: str | None = None
+    telegram_webhook_secret: str | None = None
+    telegram_api_base: str | None = None
+    telegram_webhook_url: str | None = None
+    whatsapp_access_token: str | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_app_secret: str | None = None
+    whatsapp_verify_token: str | None = None
+    whatsapp_api_base: str | None = None
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_base: str | None = None
+    slack_agent_channel: str | None = None
+    slack_agent_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Build settings from environment variables; unset ones keep their defaults."""
+        env = dict(os.environ if env is None else env)
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def number(name: str, default: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+
+        defaults = cls()
+        return cls(
+            redis_url=get("REDIS_URL"),
+            data_dir=Path(get("AFTERSALES_DATA") or defaults.data_dir),
+            dialogues_dir=Path(get("AFTERSALES_DIALOGUES") or defaults.dialogues_dir),
+            locales_dir=Path(get("AFTERSALES_LOCALES") or defaults.locales_dir),
+            orders_file=Path(p) if (p := get("AFTERSALES_ORDERS")) else None,
+            ttl_seconds=number("AFTERSALES_TTL_DAYS", 30) * 24 * 3600,
+            max_input_chars=number("AFTERSALES_MAX_INPUT_CHARS", defaults.max_input_chars),
+            default_locale=get("AFTERSALES_DEFAULT_LOCALE") or defaults.default_locale,
+            shop_name=get("AFTERSALES_SHOP_NAME") or defaults.shop_name,
+            telegram_bot_token=get("TELEGRAM_BOT_TOKEN"),
+            telegram_webhook_secret=get("TELEGRAM_WEBHOOK_SECRET"),
+            telegram_api_base=get("TELEGRAM_API_BASE"),
+            telegram_webhook_url=get("TELEGRAM_WEBHOOK_URL"),
+            whatsapp_access_token=get("WHATSAPP_ACCESS_TOKEN"),
+            whatsapp_phone_number_id=get("WHATSAPP_PHONE_NUMBER_ID"),
+            whatsapp_app_secret=get("WHATSAPP_APP_SECRET"),
+            whatsapp_verify_token=get("WHATSAPP_VERIFY_TOKEN"),
+            whatsapp_api_base=get("WHATSAPP_API_BASE"),
+            slack_bot_token=get("SLACK_BOT_TOKEN"),
+            slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+            slack_app_token=get("SLACK_APP_TOKEN"),
+            slack_api_base=get("SLACK_API_BASE"),
+            slack_agent_channel=get("SLACK_AGENT_CHANNEL"),
+            slack_agent_ids=tuple(i.strip() for i in (get("SLACK_AGENT_IDS") or "").split(",") if i.strip()),
+        )

@@ -1,0 +1,234 @@
+"""The one entry point from adapters into the core.
+
+`handle(inbound)` holds the conversation's turn lock, looks up what the pure dialogue step
+needs, runs it, carries out its effects, saves the state and returns rendered replies.
+Agents' moves (`agent`) and time-driven work (`tick`) go through the same lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.catalog import Catalog
+from bot.dialogue import (
+    AgentAction,
+    CountFailedVerification,
+    Dialogue,
+    Enqueue,
+    Facts,
+    Outcome,
+    RelayToAgent,
+    Reply,
+    SaveTicket,
+)
+from bot.evidence import EvidenceStore
+from bot.handoff import HumanQueue
+from bot.messages import Button, Inbound, Outbound
+from bot.orders import OrderApiError, OrderProvider
+from bot.store import Store
+from bot.tickets import TicketBook, new_ticket_id
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+AgentListener = Callable[[str, dict[str, Any]], Any]  # (conversation id, event) -> awaitable or None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What a turn produced: replies for the customer, and what the core understood."""
+
+    replies: list[Outbound]
+    intent: str | None
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    ok: bool
+    replies: list[Outbound]
+    problem: str = ""  # why not, when ok is False
+
+
+class DialogueManager:
+    def __init__(
+        self,
+        *,
+        dialogue: Dialogue,
+        store: Store,
+        orders: OrderProvider,
+        evidence: EvidenceStore,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.dialogue = dialogue
+        self.catalog: Catalog = dialogue.catalog
+        self.store = store
+        self.orders = orders
+        self.evidence = evidence
+        self.tickets = TicketBook(store)
+        self.queue = HumanQueue(store)
+        self.clock = clock
+        self.listeners: list[AgentListener] = []  # e.g. the Slack console, to show relayed messages
+
+    # -- customers ---------------------------------------------------------------------------
+
+    async def handle(self, inbound: Inbound) -> list[Outbound]:
+        """One customer message in, the bot's replies out."""
+        return (await self.handle_turn(inbound)).replies
+
+    async def handle_turn(self, inbound: Inbound) -> Turn:
+        now = inbound.received_at or self.clock()
+        async with self.store.turn(inbound.conversation_id) as turn:
+            state = turn.state
+            number = self.dialogue.order_number_for(state, inbound)
+            facts = Facts(
+                now=now,
+                order=await self._order(number),
+                order_failures=await self._failures(number),
+                photos=tuple([await self.evidence.check(a) for a in inbound.attachments]),
+                ticket_id=new_ticket_id(now),
+            )
+            outcome = self.dialogue.step(state, inbound, facts)
+            replies = await self._finish(outcome, now)
+            turn.state = outcome.state
+        log.info(
+            "turn conversation=%s intent=%s replies=%s",
+            inbound.conversation_id,
+            outcome.intent,
+            ",".join(r.key for r in replies),
+        )
+        return Turn(replies, outcome.intent, outcome.state)
+
+    # -- people ------------------------------------------------------------------------------
+
+    async def agent(self, conversation_id: str, action: AgentAction) -> AgentResult:
+        """A person's move; refused with a reason when the conversation is not in the right state."""
+        now = self.clock()
+        async with self.store.turn(conversation_id) as turn:
+            state = turn.state
+            if state is None:
+                return AgentResult(False, [], "no such conversation")
+            problem = _refusal(state["handoff"]["state"], action.kind)
+            if problem:
+                return AgentResult(False, [], problem)
+            if action.kind == "claim" and not await self.queue.claim(conversation_id, action.agent):
+                return AgentResult(False, [], "someone else claimed it first")
+            if action.kind in ("handback", "resolve"):
+                await self.queue.release(conversation_id)
+            if action.kind == "macro" and not self.catalog.has_key(f"macro_{action.text}"):
+                return AgentResult(False, [], f"no macro named {action.text!r}")
+            order = await self._order(state["slots"].get("order_number"))
+            facts = Facts(now=now, order=order, ticket_id=new_ticket_id(now))
+            outcome = self.dialogue.agent_step(state, action, facts)
+            replies = await self._finish(outcome, now)
+            turn.state = outcome.state
+        return AgentResult(True, replies)
+
+    async def tick(self, now: datetime | None = None) -> list[str]:
+        """Time-driven work: queued conversations past their SLA become urgent. Returns their ids."""
+        now = now or self.clock()
+        raised = []
+        for entry in await self.queue.overdue(now):
+            async with self.store.turn(entry.conversation_id) as turn:
+                state = turn.state
+                if state is None or state["handoff"]["state"] != "queued":
+                    continue
+                state["handoff"]["priority"] = "urgent"
+                if state.get("ticket"):
+                    state["ticket"]["priority"] = "urgent"
+                    await self._save_ticket(state["ticket"], state)
+                await self.queue.raise_priority(entry.conversation_id, "urgent")
+                turn.state = state
+            raised.append(entry.conversation_id)
+        return raised
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        return await self.store.get_json("conv", conversation_id)
+
+    # -- around the step ------------------------------------------------------------------------
+
+    async def _finish(self, outcome: Outcome, now: datetime) -> list[Outbound]:
+        state = outcome.state
+        for effect in outcome.effects:
+            if isinstance(effect, SaveTicket):
+                await self._save_ticket(effect.ticket, state)
+            elif isinstance(effect, Enqueue):
+                await self.queue.enqueue(effect.conversation_id, effect.reason, effect.priority, effect.deadline, now)
+                await self._notify(effect.conversation_id, {"type": "queued", "reason": effect.reason})
+            elif isinstance(effect, CountFailedVerification):
+                await self._count_failure(effect.order_number)
+            elif isinstance(effect, RelayToAgent):
+                await self._notify(effect.conversation_id, {"type": "customer_message", "text": effect.text})
+        replies = [self.render(state, reply) for reply in outcome.replies]
+        for reply in replies:
+            if reply.key != "agent_message":  # the agent's own words are in the transcript already
+                state["transcript"].append({"who": "bot", "text": reply.text, "at": now.isoformat()})
+        return replies
+
+    def render(self, state: dict[str, Any], reply: Reply) -> Outbound:
+        language = state.get("language") or self.catalog.default
+        if reply.key == "agent_message":
+            text = str(reply.values["text"])
+        else:
+            text = self.catalog.render(language, reply.key, reply.values)
+        buttons = tuple(Button(p, self._label(language, p)) for p in reply.buttons)
+        return Outbound(state["id"], reply.key, text, language, buttons)
+
+    def _label(self, language: str, payload: str) -> str:
+        if payload.startswith("csat:"):
+            return "⭐" * int(payload.split(":")[1])
+        return self.catalog.button_label(language, payload)
+
+    async def _save_ticket(self, ticket: dict[str, Any], state: dict[str, Any]) -> None:
+        await self.tickets.save({**ticket, "transcript": state.get("transcript", [])[-50:]})
+
+    async def _order(self, number: str | None) -> Any:
+        if not number:
+            return None
+        try:
+            return await self.orders.get(number)
+        except OrderApiError as error:
+            log.warning("order lookup failed: %s", error)  # the customer just cannot be verified now
+            return None
+
+    async def _failures(self, number: str | None) -> int:
+        if not number:
+            return 0
+        return int(await self.store.redis.get(self.store.key("vfail", number)) or 0)
+
+    async def _count_failure(self, number: str) -> None:
+        key = self.store.key("vfail", number)
+        async with self.store.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self.dialogue.policy.verification_lock_seconds)
+            await pipe.execute()
+
+    async def _notify(self, conversation_id: str, event: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            result = listener(conversation_id, event)
+            if hasattr(result, "__await__"):
+                await result
+
+
+def _refusal(handoff_state: str, action: str) -> str:
+    """Why a person's move does not fit the conversation's handoff state ('' when it does)."""
+    allowed = {
+        "claim": ("queued",),
+        "reply": ("assigned",),
+        "macro": ("assigned",),
+        "handback": ("assigned",),
+        "resolve": ("assigned", "queued"),
+    }
+    if action not in allowed:
+        return f"unknown action {action!r}"
+    if handoff_state not in allowed[action]:
+        return f"cannot {action}: the conversation is {handoff_state}"
+    return ""

@@ -1,0 +1,48 @@
+"""Tickets: one JSON document each, plus an index by creation time."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from bot.store import Store
+
+_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O or 1/I: ids are read out on the phone
+
+
+def new_ticket_id(now: datetime) -> str:
+    """Readable and hard to guess: AS-2611-K7Q4M (year-month, then five random characters)."""
+    return f"AS-{now:%y%m}-" + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+
+
+class TicketBook:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def save(self, ticket: dict[str, Any]) -> None:
+        created = datetime.fromisoformat(ticket["created_at"]).timestamp()
+        async with self.store.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.store.key("ticket", ticket["id"]), _dumps(ticket), ex=self.store.ttl_seconds)
+            pipe.zadd(self.store.key("tickets"), {ticket["id"]: created})
+            await pipe.execute()
+
+    async def get(self, ticket_id: str) -> dict[str, Any] | None:
+        return await self.store.get_json("ticket", ticket_id.strip().upper())
+
+    async def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        ids = await self.store.redis.zrevrange(self.store.key("tickets"), 0, limit - 1)
+        tickets = []
+        for ticket_id in ids:
+            ticket = await self.get(ticket_id)
+            if ticket is None:  # expired with its TTL: tidy the index
+                await self.store.redis.zrem(self.store.key("tickets"), ticket_id)
+            else:
+                tickets.append(ticket)
+        return tickets
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)

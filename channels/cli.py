@@ -1,0 +1,154 @@
+"""The `aftersales` command: chat, test, classify, agent, tickets.
+
+The command line is an edge like any channel, so it lives here and wires adapters to the core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from bot.app import App, load_brain
+from bot.catalog import CatalogError
+from bot.config import Settings
+from bot.flows import FlowError
+from bot.policy import PolicyError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aftersales", description="After-sales customer service chat bot.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat = commands.add_parser("chat", help="talk to the bot in the terminal, as a customer")
+    chat.add_argument("--user", help="your customer id (default: your login name)")
+    test = commands.add_parser("test", help="run scripted dialogue tests (YAML files or folders)")
+    test.add_argument("paths", nargs="+", type=Path)
+    commands.add_parser("classify", help="JSON lines {text, locale_hint} in, language and intent out")
+    agent = commands.add_parser("agent", help="the terminal agent console: queue, claim, reply, resolve")
+    agent.add_argument("--name", default="Agent", help="your name as customers see it")
+    tickets = commands.add_parser("tickets", help="list or show tickets")
+    tickets_sub = tickets.add_subparsers(dest="tickets_command", required=True)
+    listing = tickets_sub.add_parser("list")
+    listing.add_argument("--limit", type=int, default=50)
+    show = tickets_sub.add_parser("show")
+    show.add_argument("ticket_id")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    try:
+        if args.command == "test":
+            return asyncio.run(_test(settings, args.paths))
+        if args.command == "classify":
+            return _classify(settings)
+        if args.command == "chat":
+            return asyncio.run(_chat(settings, args.user))
+        if args.command == "agent":
+            return asyncio.run(_agent(settings, args.name))
+        if args.command == "tickets":
+            return asyncio.run(_tickets(settings, args))
+    except (FlowError, CatalogError, PolicyError) as error:
+        print(f"aftersales: configuration error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def _chat(settings: Settings, user: str | None) -> int:
+    from channels.console import chat
+
+    async with App(settings) as manager:
+        await chat(manager, user=user)
+    return 0
+
+
+async def _test(settings: Settings, paths: list[Path]) -> int:
+    from bot.scripted import ScriptRunner
+    from bot.store import Store
+
+    files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*.yml"))})
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"aftersales test: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    brain = load_brain(settings)
+    with tempfile.TemporaryDirectory(prefix="aftersales-test-") as scratch:
+        data = settings.data_dir if settings.redis_url else Path(scratch)
+        store = await Store.open(settings.redis_url, data, ttl_seconds=3600)
+        try:
+            runner = ScriptRunner(brain, store, Path(scratch) / "evidence")
+            passed = failed = 0
+            for path in files:
+                result = await runner.run_path(path)
+                if result.passed:
+                    passed += 1
+                    print(f"PASS {path}  {result.script}")
+                else:
+                    failed += 1
+                    print(f"FAIL {path}  {result.script}")
+                    for failure in result.failures:
+                        print(f"    {failure}")
+        finally:
+            await store.close()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def _classify(settings: Settings) -> int:
+    brain = load_brain(settings)
+    dialogue = brain.dialogue
+    for n, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            text = str(item["text"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            print(json.dumps({"line": n, "error": "expected a JSON object with a 'text' field"}), flush=True)
+            continue
+        language, _ = dialogue.detector.decide(text, None, item.get("locale_hint"), dialogue.default_locale)
+        understanding = dialogue.recognizer.understand(text, language)
+        result = {
+            "text": text,
+            "language": language,
+            "intent": understanding.intent or "other",
+            "confidence": round(understanding.confidence, 4),
+        }
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+    return 0
+
+
+async def _agent(settings: Settings, name: str) -> int:
+    from channels.agent_console import run_console
+
+    async with App(settings) as manager:
+        await run_console(manager, name)
+    return 0
+
+
+async def _tickets(settings: Settings, args: argparse.Namespace) -> int:
+    from channels.agent_console import format_ticket, format_ticket_line
+
+    async with App(settings) as manager:
+        if args.tickets_command == "list":
+            tickets = await manager.tickets.recent(args.limit)
+            if not tickets:
+                print("no tickets")
+            for ticket in tickets:
+                print(format_ticket_line(ticket))
+            return 0
+        ticket = await manager.tickets.get(args.ticket_id)
+        if ticket is None:
+            print(f"no ticket {args.ticket_id}", file=sys.stderr)
+            return 1
+        print(format_ticket(ticket))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

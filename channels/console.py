@@ -1,0 +1,75 @@
+"""The terminal as a channel: typed lines become Inbound messages, replies are printed.
+
+Commands: /photo PATH (send an image), /button PAYLOAD (press a button), /lang CODE (what the
+"platform" says about your language), /quit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import mimetypes
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from bot.manager import DialogueManager
+from bot.messages import Attachment, Inbound, Outbound
+
+HELP = "Type a message. Commands: /photo PATH, /button PAYLOAD, /lang CODE, /quit"
+
+
+def render(reply: Outbound) -> str:
+    """A reply as the terminal shows it: the text, then its buttons as `[payload] label`."""
+    lines = [f"bot: {reply.text}"]
+    if reply.buttons:
+        lines.append("     " + "  ".join(f"[{b.payload}] {b.label}" for b in reply.buttons))
+    return "\n".join(lines)
+
+
+def parse_line(line: str, *, conversation_id: str, user_id: str, hint: str | None) -> Inbound | str:
+    """A typed line as an Inbound, or a message for the user when the command is malformed."""
+    command, _, rest = line.strip().partition(" ")
+    rest = rest.strip()
+    if command == "/button":
+        if not rest:
+            return "usage: /button PAYLOAD (e.g. /button done)"
+        return Inbound("console", conversation_id, user_id, button=rest, locale_hint=hint)
+    if command == "/photo":
+        path = Path(rest).expanduser()
+        if not rest or not path.is_file():
+            return f"no such file: {rest or '(none given)'}"
+        data = path.read_bytes()
+        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        attachment = Attachment("photo", data, mime, len(data), path.name)
+        return Inbound("console", conversation_id, user_id, attachments=(attachment,), locale_hint=hint)
+    return Inbound("console", conversation_id, user_id, text=line, locale_hint=hint)
+
+
+async def chat(manager: DialogueManager, *, user: str | None = None, stdin: TextIO = sys.stdin) -> None:
+    """Talk to the bot as a customer until /quit or end of input."""
+    user_id = user or getpass.getuser()
+    conversation_id = f"console:{user_id}"
+    hint: str | None = None
+    print(HELP, flush=True)
+    while True:
+        print("you: ", end="", flush=True)
+        line = await asyncio.to_thread(stdin.readline)
+        if not line:
+            print()
+            return
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if line.strip() == "/quit":
+            return
+        if line.startswith("/lang"):
+            hint = line.partition(" ")[2].strip() or None
+            print(f"(locale hint: {hint or 'none'})")
+            continue
+        inbound = parse_line(line, conversation_id=conversation_id, user_id=user_id, hint=hint)
+        if isinstance(inbound, str):
+            print(inbound)
+            continue
+        for reply in await manager.handle(inbound):
+            print(render(reply), flush=True)
