@@ -7,7 +7,6 @@ id) and passes it in as `Facts`; the step answers with catalog keys and effects 
 
 from __future__ import annotations
 
-import copy
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -158,13 +157,13 @@ class Dialogue:
         self.default_locale = default_locale
 
     def step(self, state: dict[str, Any] | None, inbound: Inbound, facts: Facts) -> Outcome:
-        turn = _Turn(self, copy.deepcopy(state) if state else new_state(inbound), inbound, facts)
+        turn = _Turn(self, _copy_state(state) if state else new_state(inbound), inbound, facts)
         turn.run()
         return Outcome(turn.state, turn.replies, turn.effects, turn.intent)
 
     def agent_step(self, state: dict[str, Any], action: AgentAction, facts: Facts) -> Outcome:
         """A person's move in a handed-off conversation: claim, reply, macro, hand back, resolve."""
-        turn = _Turn(self, copy.deepcopy(state), Inbound(state["channel"], state["id"], state["user_id"]), facts)
+        turn = _Turn(self, _copy_state(state), Inbound(state["channel"], state["id"], state["user_id"]), facts)
         turn.agent(action)
         return Outcome(turn.state, turn.replies, turn.effects, None)
 
@@ -175,6 +174,17 @@ class Dialogue:
     def expects_photos(self, state: dict[str, Any] | None) -> bool:
         step = _current_step(self, state or {})
         return step is not None and step.kind == "ask" and step.get("ask") == "photos"
+
+
+def _copy_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy the step may change freely. Lists are never changed in place, only replaced,
+    so sharing them is safe — and copying a 200-line transcript every turn would cost more
+    than the rest of the turn."""
+    copied = dict(state)
+    for name in ("slots", "handoff", "ticket"):
+        if isinstance(copied.get(name), dict):
+            copied[name] = dict(copied[name])
+    return copied
 
 
 def clean_text(text: str) -> str:
@@ -480,7 +490,8 @@ class _Turn:
         if intent and intent != "other" and intent in self.d.flows:
             self.state["fallbacks"] = 0
             if self.facts.photos and not self.d.expects_photos(self.state):
-                self.state["early_photos"] += [p.ref for p in self.facts.photos if p.accepted and p.ref]
+                accepted = [p.ref for p in self.facts.photos if p.accepted and p.ref]
+                self.state["early_photos"] = [*self.state["early_photos"], *accepted]
             self._start(intent)
             return
         if step and self.state["waiting"]:
@@ -631,7 +642,7 @@ class _Turn:
                 self.say(step["rejected"], reason=self._photo_reason("too_many"))
             elif check.accepted:
                 slots["photos"] += 1
-                self.state["photo_refs"].append(check.ref)
+                self.state["photo_refs"] = [*self.state["photo_refs"], check.ref]
                 self.say(step["received"], count=slots["photos"], max=high)
             else:
                 self.say(step["rejected"], reason=self._photo_reason(check.reason or "not_image"))
@@ -644,9 +655,9 @@ class _Turn:
 
     def _count_early_photos(self) -> None:
         _, high = self.d.policy.photo_limits(self.state["flow"])
-        for ref in self.state["early_photos"][:high]:
-            self.state["slots"]["photos"] += 1
-            self.state["photo_refs"].append(ref)
+        early = self.state["early_photos"][:high]
+        self.state["slots"]["photos"] += len(early)
+        self.state["photo_refs"] = [*self.state["photo_refs"], *early]
         self.state["early_photos"] = []
 
     def _photo_reason(self, reason: str) -> str:
@@ -787,10 +798,9 @@ class _Turn:
         self.effects.append(SaveTicket(dict(self.state["ticket"])))
 
     def _update_ticket(self, add_reason: str | None = None, **fields: Any) -> None:
-        ticket = self.state["ticket"]
-        if not ticket:
+        if not self.state["ticket"]:
             return
-        ticket.update(fields)
+        ticket = self.state["ticket"] = {**self.state["ticket"], **fields}
         if add_reason:
             ticket["reasons"] = [*ticket.get("reasons", []), {"reason": add_reason, "at": self.facts.now.isoformat()}]
         self.effects.append(SaveTicket(dict(ticket)))

@@ -143,7 +143,8 @@ class LanguageDetector:
                 if code in scores:
                     scores[code] += weight
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-        (best, top), (_, second) = ranked[0], ranked[1]
+        best, top = ranked[0]
+        second = ranked[1][1] if len(ranked) > 1 else top - 10.0
         margin = top - second
         confidence = 1.0 - math.exp(-margin)
         # One or two bare words ("merci", "no") are hints, not proof: they never switch on their own.

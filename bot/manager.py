@@ -7,6 +7,9 @@ Agents' moves (`agent`) and time-driven work (`tick`) go through the same lock.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,7 +104,7 @@ class DialogueManager:
             turn.state = outcome.state
         log.info(
             "turn conversation=%s intent=%s replies=%s",
-            inbound.conversation_id,
+            conversation_tag(inbound.conversation_id),
             outcome.intent,
             ",".join(r.key for r in replies),
         )
@@ -130,7 +133,25 @@ class DialogueManager:
             outcome = self.dialogue.agent_step(state, action, facts)
             replies = await self._finish(outcome, now)
             turn.state = outcome.state
+        await self._post(replies)
         return AgentResult(True, replies)
+
+    async def collect(self, conversation_id: str) -> list[Outbound]:
+        """Messages people sent to this customer from another process, for their channel to deliver."""
+        key = self.store.key("outbox", conversation_id)
+        async with self.store.redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            raw, _ = await pipe.execute()
+        return [_outbound(json.loads(item)) for item in raw]
+
+    async def _post(self, replies: list[Outbound]) -> None:
+        for reply in replies:
+            key = self.store.key("outbox", reply.conversation_id)
+            async with self.store.redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(key, json.dumps(dataclasses.asdict(reply), ensure_ascii=False))
+                pipe.expire(key, self.store.ttl_seconds)
+                await pipe.execute()
 
     async def tick(self, now: datetime | None = None) -> list[str]:
         """Time-driven work: queued conversations past their SLA become urgent. Returns their ids."""
@@ -216,6 +237,16 @@ class DialogueManager:
             result = listener(conversation_id, event)
             if hasattr(result, "__await__"):
                 await result
+
+
+def _outbound(data: dict[str, Any]) -> Outbound:
+    buttons = tuple(Button(**b) for b in data.pop("buttons", []))
+    return Outbound(**data, buttons=buttons)
+
+
+def conversation_tag(conversation_id: str) -> str:
+    """A stable, anonymous tag for logs: conversation ids can hold phone numbers."""
+    return hashlib.blake2s(conversation_id.encode(), digest_size=6).hexdigest()
 
 
 def _refusal(handoff_state: str, action: str) -> str:

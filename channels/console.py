@@ -50,8 +50,24 @@ async def chat(manager: DialogueManager, *, user: str | None = None, stdin: Text
     """Talk to the bot as a customer until /quit or end of input."""
     user_id = user or getpass.getuser()
     conversation_id = f"console:{user_id}"
-    hint: str | None = None
     print(HELP, flush=True)
+    relay = asyncio.create_task(_show_agent_messages(manager, conversation_id))
+    try:
+        await _talk(manager, stdin, conversation_id, user_id)
+    finally:
+        relay.cancel()
+
+
+async def _show_agent_messages(manager: DialogueManager, conversation_id: str) -> None:
+    """What a person writes from the agent console (another process) appears here."""
+    while True:
+        for reply in await manager.collect(conversation_id):
+            print("\n" + render(reply), flush=True)
+        await asyncio.sleep(0.5)
+
+
+async def _talk(manager: DialogueManager, stdin: TextIO, conversation_id: str, user_id: str) -> None:
+    hint: str | None = None
     while True:
         print("you: ", end="", flush=True)
         line = await asyncio.to_thread(stdin.readline)

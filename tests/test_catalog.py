@@ -1,0 +1,48 @@
+"""Every locale says everything, with the same placeholders; money and dates follow the locale."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from bot.catalog import FRAGMENT_TABLES, REQUIRED_KEYS, format_day, format_money, placeholders
+
+SUPPORTED = ("en", "zh", "ja", "ko", "es", "pt", "fr", "de", "it", "ru", "ar", "th")
+
+
+def test_all_twelve_locales_are_present(brain):
+    assert set(SUPPORTED) <= set(brain.catalog.codes)
+
+
+@pytest.mark.parametrize("code", SUPPORTED)
+def test_every_required_key_is_defined(brain, code):
+    messages = brain.catalog.locales[code].messages
+    assert [k for k in REQUIRED_KEYS if not messages.get(k)] == []
+
+
+@pytest.mark.parametrize("code", [c for c in SUPPORTED if c != "en"])
+def test_placeholders_match_english_everywhere(brain, code):
+    english, other = brain.catalog.locales["en"], brain.catalog.locales[code]
+    for key, text in english.messages.items():
+        if key in other.messages:
+            assert placeholders(other.messages[key]) == placeholders(text), f"{code}: {key}"
+    for table in FRAGMENT_TABLES:
+        for name, text in english.fragments[table].items():
+            assert name in other.fragments[table], f"{code}: {table}.{name} missing"
+            assert placeholders(other.fragments[table][name]) == placeholders(text), f"{code}: {table}.{name}"
+
+
+@pytest.mark.parametrize("code", SUPPORTED)
+def test_every_locale_has_recognition_examples_for_every_intent(brain, code):
+    intents = brain.catalog.locales[code].intents
+    from bot.intents import INTENTS
+
+    assert {i: len(intents.get(i, [])) >= 10 for i in INTENTS} == {i: True for i in INTENTS}
+
+
+def test_amounts_and_dates_are_formatted_per_locale():
+    assert format_money(12800, "JPY", "ja") == "￥12,800"
+    assert format_money(89.9, "EUR", "de") == "89,90\xa0€"
+    assert "2026" in format_day(date(2026, 11, 15), "fr") and "novembre" in format_day(date(2026, 11, 15), "fr")
+    assert format_day(date(2026, 11, 15), "ja") == "2026年11月15日"

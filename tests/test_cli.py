@@ -1,0 +1,67 @@
+"""The `aftersales` command as a shop would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def aftersales(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "channels.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def test_classify_reads_json_lines_and_writes_language_and_intent():
+    lines = [
+        {"text": "商品が壊れて届きました"},
+        {"text": "quiero devolver esto"},
+        {"text": "SO-10023", "locale_hint": "de"},
+        {"nope": 1},
+    ]
+    done = aftersales("classify", stdin="\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (out[0]["language"], out[0]["intent"]) == ("ja", "damaged_item")
+    assert (out[1]["language"], out[1]["intent"]) == ("es", "return_item")
+    assert out[2]["language"] == "de"
+    assert set(out[0]) == {"text", "language", "intent", "confidence"}
+    assert "error" in out[3]
+
+
+def test_test_command_reports_each_script_and_a_closing_line(tmp_path):
+    good = tmp_path / "good.yml"
+    good.write_text("name: greets\nsteps:\n  - customer: hello\n    expect: {says: [greeting]}\n", encoding="utf-8")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: wrong expectation\nsteps:\n  - customer: hello\n    expect: {says: [csat_ask]}\n")
+    done = aftersales("test", str(tmp_path))
+    assert done.returncode == 1
+    assert "PASS" in done.stdout and "FAIL" in done.stdout
+    assert "expected ['csat_ask']" in done.stdout and "greeting:" in done.stdout  # expected vs actual, key and text
+    assert done.stdout.strip().splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_unknown_keys_in_a_script_are_errors(tmp_path):
+    script = tmp_path / "typo.yml"
+    script.write_text("name: typo\nsteps:\n  - customer: hello\n    expcet: {says: [greeting]}\n")
+    done = aftersales("test", str(script))
+    assert done.returncode == 1
+    assert "unknown keys ['expcet']" in done.stdout
+
+
+def test_the_shipped_scripted_dialogues_pass_through_the_cli():
+    done = aftersales("test", str(HERE / "dialogues" / "core"))
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.strip().splitlines()[-1].endswith(" 0 failed")

@@ -1,0 +1,63 @@
+"""Language: scripts, hints, and stickiness — short or neutral messages never switch."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def detector(brain):
+    return brain.dialogue.detector
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("商品が壊れて届きました", "ja"),
+        ("我的包裹还没到", "zh"),
+        ("주문한 상품이 아직 안 왔어요", "ko"),
+        ("พัสดุยังไม่มาถึงเลยค่ะ", "th"),
+        ("وصلني المنتج مكسور", "ar"),
+        ("Где моя посылка?", "ru"),
+        ("quiero devolver esto", "es"),
+        ("my parcel never arrived", "en"),
+        ("o meu pedido ainda não chegou", "pt"),
+        ("mon colis n'est jamais arrivé", "fr"),
+        ("mein Paket ist beschädigt angekommen", "de"),
+        ("il pacco non è ancora arrivato", "it"),
+    ],
+)
+def test_a_clear_sentence_is_recognised(detector, text, language):
+    assert detector.decide(text, None, None, "en") == (language, False)
+
+
+@pytest.mark.parametrize("neutral", ["SO-10023", "ok", "👍", "#100234", "sato@example.jp", "12345", "OK!!", "?"])
+def test_neutral_or_tiny_messages_never_switch(detector, neutral):
+    assert detector.decide(neutral, "ja", None, "en") == ("ja", False)
+
+
+def test_a_clear_sentence_in_another_language_switches(detector):
+    assert detector.decide("Entschuldigung, können wir bitte auf Deutsch weiterschreiben?", "en", None, "en") == (
+        "de",
+        True,
+    )
+
+
+def test_a_new_conversation_with_nothing_to_go_on_follows_the_hint_then_the_default(detector):
+    assert detector.decide("SO-10023", None, "ko", "en") == ("ko", False)
+    assert detector.decide("SO-10023", None, "pt-BR", "en") == ("pt", False)
+    assert detector.decide("SO-10023", None, "sw", "en") == ("en", False)  # unsupported hint
+
+
+def test_kanji_only_text_stays_japanese_in_a_japanese_conversation(detector):
+    assert detector.decide("返品希望", "ja", None, "en") == ("ja", False)
+
+
+def test_unsupported_language_falls_back_to_the_default(detector):
+    language, _ = detector.decide("שלום, איפה החבילה שלי", None, None, "en")
+    assert language == "en"
+
+
+def test_detection_is_deterministic(detector):
+    results = {detector.detect("obrigado pela ajuda").language for _ in range(20)}
+    assert results == {"pt"}
