@@ -1,0 +1,74 @@
+"""The human queue: priority then age, atomic claims, SLA escalation, relay while with a person."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from bot.dialogue import AgentAction
+from tests.factories import NOW, message
+
+
+def test_two_agents_claiming_at_once_exactly_one_wins(make_manager, run):
+    manager = make_manager(clock=lambda: NOW)
+    run(manager.handle(message("I want to talk to a real person", received_at=NOW)))
+
+    async def race():
+        claims = [manager.agent("console:c1", AgentAction("claim", f"agent-{i}")) for i in range(10)]
+        return await asyncio.gather(*claims)
+
+    results = run(race())
+    assert sum(r.ok for r in results) == 1
+    assert {r.problem for r in results if not r.ok} <= {
+        "someone else claimed it first",
+        "cannot claim: the conversation is assigned",
+    }
+
+
+def test_claims_from_two_workers_race_on_the_redis_script(make_manager, store, run):
+    """Bypassing the conversation lock, the Lua claim alone still lets exactly one through."""
+    manager = make_manager(clock=lambda: NOW)
+    run(manager.handle(message("I want to talk to a real person", received_at=NOW)))
+
+    async def race():
+        return await asyncio.gather(*(manager.queue.claim("console:c1", f"a{i}") for i in range(20)))
+
+    assert sum(run(race())) == 1
+
+
+def test_the_queue_orders_by_priority_then_age(make_manager, run):
+    manager = make_manager(clock=lambda: NOW)
+    run(manager.handle(message("can I talk to a person", conversation="console:early", received_at=NOW)))
+    later = NOW + timedelta(minutes=5)
+    run(manager.handle(message("I will call my lawyer", conversation="console:angry", received_at=later)))
+    run(manager.handle(message("agent please, a human", conversation="console:late", received_at=later)))
+    order = [e.conversation_id for e in run(manager.queue.waiting())]
+    assert order == ["console:angry", "console:early", "console:late"]
+
+
+def test_a_queued_conversation_past_its_sla_becomes_urgent(make_manager, run):
+    manager = make_manager(clock=lambda: NOW)
+    run(manager.handle(message("a human please", received_at=NOW)))
+    assert run(manager.tick(NOW + timedelta(minutes=59))) == []
+    assert run(manager.tick(NOW + timedelta(minutes=61))) == ["console:c1"]
+    state = run(manager.conversation("console:c1"))
+    assert state["handoff"]["priority"] == "urgent"
+    assert run(manager.queue.waiting())[0].priority == "urgent"
+
+
+def test_agent_moves_are_refused_in_the_wrong_state(make_manager, run):
+    manager = make_manager(clock=lambda: NOW)
+    run(manager.handle(message("hello", received_at=NOW)))
+    refused = run(manager.agent("console:c1", AgentAction("reply", "Ann", "hi")))
+    assert not refused.ok and "none" in refused.problem
+    assert not run(manager.agent("console:nobody", AgentAction("claim", "Ann"))).ok
+
+
+def test_agent_replies_reach_another_process_through_the_outbox(make_manager, run):
+    manager = make_manager(clock=lambda: NOW)
+    run(manager.handle(message("a human please", received_at=NOW)))
+    run(manager.agent("console:c1", AgentAction("claim", "Ann")))
+    run(manager.agent("console:c1", AgentAction("reply", "Ann", "Hello, Ann here")))
+    delivered = run(manager.collect("console:c1"))
+    assert [r.text for r in delivered][-1] == "Hello, Ann here"
+    assert run(manager.collect("console:c1")) == []
