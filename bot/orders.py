@@ -15,9 +15,9 @@ import yaml
 
 # Case-insensitive; the first that matches wins. Shops add their own in dialogues/policy.yml.
 DEFAULT_PATTERNS = (
-    r"(?<![\w-])\d{3}-\d{7}-\d{7}(?![\w-])",  # 114-1234567-1234567
-    r"(?<![\w#])#\d{5,12}\b",  # #100234
-    r"(?<![\w-])[a-z]{1,4}-?\d{4,12}\b",  # SO-10023, so10023
+    r"(?<![A-Za-z0-9-])\d{3}-\d{7}-\d{7}(?![A-Za-z0-9-])",  # 114-1234567-1234567
+    r"(?<![A-Za-z0-9#])#\d{5,12}(?![A-Za-z0-9])",  # #100234
+    r"(?<![A-Za-z0-9-])[a-z]{1,4}-?\d{4,12}(?![A-Za-z0-9])",  # SO-10023, so10023 (also inside Japanese text)
 )
 
 
@@ -120,12 +120,11 @@ class Order:
 
 
 def phones_match(given: str, known: str) -> bool:
-    """Same phone if the digits agree on at least the last 8 (country codes are often left off)."""
-    a, b = re.sub(r"\D", "", given), re.sub(r"\D", "", known)
-    if len(a) < 8 or len(b) < 8:
-        return False
-    tail = min(len(a), len(b))
-    return a[-tail:] == b[-tail:]
+    """Same phone if the digits agree on at least the last 8: one number may carry the country
+    code ("+81 90...") where the other has the national trunk zero ("090...")."""
+    a, b = re.sub(r"\D", "", given).lstrip("0"), re.sub(r"\D", "", known).lstrip("0")
+    shorter, longer = sorted((a, b), key=len)
+    return len(shorter) >= 8 and longer.endswith(shorter)
 
 
 class OrderProvider(Protocol):

@@ -73,6 +73,10 @@ class Policy:
             )
         except (OSError, yaml.YAMLError, KeyError, ValueError, TypeError) as error:
             raise PolicyError(f"{path}: {error}") from None
+        for group, countries in (raw.get("markets") or {}).items():
+            for country in countries:
+                if not isinstance(country, str):
+                    raise PolicyError(f"{path}: markets.{group}: {country!r} is not a country code (quote it: YAML reads NO as false)")
         return cls(raw, service)
 
     # -- markets -------------------------------------------------------------------------
