@@ -76,7 +76,9 @@ class Policy:
         for group, countries in (raw.get("markets") or {}).items():
             for country in countries:
                 if not isinstance(country, str):
-                    raise PolicyError(f"{path}: markets.{group}: {country!r} is not a country code (quote it: YAML reads NO as false)")
+                    raise PolicyError(
+                        f"{path}: markets.{group}: {country!r} is not a country code (quote it: YAML reads NO as false)"
+                    )
         return cls(raw, service)
 
     # -- markets -------------------------------------------------------------------------
