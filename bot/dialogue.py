@@ -401,6 +401,17 @@ class _Turn:
             slots["order_number"] = number
             slots["verified"] = False
             self.new_number = True
+            self._rewind_to_verification()
+
+    def _rewind_to_verification(self) -> None:
+        """Another order mid-flow: whatever was collected was about the old one, so verify again."""
+        flow = self.d.flows.get(self.state["flow"] or "")
+        if not flow:
+            return
+        verify = next((n for n, step in enumerate(flow) if step.kind == "verify"), None)
+        if verify is not None and self.state["step"] > verify:
+            self.state.update(step=verify, waiting=False)
+            self.state["slots"].update(photos=0, resolution=None)
 
     def _verified_order(self) -> Order | None:
         order = self.facts.order
@@ -482,6 +493,9 @@ class _Turn:
 
     def _text(self, understanding: Understanding | None) -> None:
         step = _current_step(self.d, self.state)
+        if step and not self.state["waiting"] and self.new_number:  # rewound to verify a new number
+            self._advance()
+            return
         if step and self.state["waiting"] and self._answer(step, understanding):
             self.state["fallbacks"] = 0
             self._advance()
