@@ -11,8 +11,12 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-def aftersales(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def aftersales(
+    *args: str, stdin: str = "", cwd: Path | None = None, data: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    if data is not None:
+        env["AFTERSALES_DATA"] = str(data)
     return subprocess.run(
         [sys.executable, "-m", "channels.cli", *args],
         input=stdin,
@@ -65,3 +69,16 @@ def test_the_shipped_scripted_dialogues_pass_through_the_cli():
     done = aftersales("test", str(HERE / "dialogues" / "core"))
     assert done.returncode == 0, done.stdout
     assert done.stdout.strip().splitlines()[-1].endswith(" 0 failed")
+
+
+def test_tickets_list_and_show_read_what_a_chat_created(tmp_path):
+    said = "I want to speak to a real person\n/quit\n"
+    chat = aftersales("chat", "--user", "ticket-test", stdin=said, cwd=tmp_path, data=tmp_path)
+    assert chat.returncode == 0, chat.stderr
+    listing = aftersales("tickets", "list", cwd=tmp_path, data=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    ticket_id = listing.stdout.split()[0]
+    assert ticket_id.startswith("AS-") and "escalated" in listing.stdout
+    shown = aftersales("tickets", "show", ticket_id, cwd=tmp_path, data=tmp_path)
+    assert "customer_request" in shown.stdout and "I want to speak to a real person" in shown.stdout
+    assert aftersales("tickets", "show", "AS-0000-NOPE0", cwd=tmp_path, data=tmp_path).returncode == 1
