@@ -12,7 +12,7 @@ from bot.escalation import EscalationRules
 from bot.evidence import EvidenceStore
 from bot.flows import load_flows
 from bot.intents import IntentRecognizer
-from bot.language import LanguageDetector
+from bot.language import LanguageDetector, catalog_lexicon
 from bot.manager import Clock, DialogueManager, utc_now
 from bot.orders import DEFAULT_PATTERNS, OrderNumbers, OrderProvider, StaticOrders
 from bot.policy import Policy
@@ -33,7 +33,10 @@ def load_brain(settings: Settings) -> Brain:
     flows = load_flows(settings.dialogues_dir / "flows.yml", set(catalog.locales[catalog.default].messages))
     rules = EscalationRules.load(settings.dialogues_dir / "escalation.yml")
     policy = Policy.load(settings.dialogues_dir / "policy.yml")
-    lexicon = {code: (loc.keywords.get("function_words") or []) for code, loc in catalog.locales.items()}
+    lexicon = catalog_lexicon(
+        {code: loc.keywords.get("function_words") or [] for code, loc in catalog.locales.items()},
+        {code: [t for texts in loc.intents.values() for t in texts] for code, loc in catalog.locales.items()},
+    )
     dialogue = Dialogue(
         flows=flows,
         catalog=catalog,

@@ -171,6 +171,11 @@ class Dialogue:
         """The order number this turn will be about: named in the message, or already known."""
         return self.numbers.find(clean_text(inbound.text)) or (state or {}).get("slots", {}).get("order_number")
 
+    def awaits_proof(self, state: dict[str, Any] | None) -> bool:
+        """Whether this turn may check a proof of ownership (and so needs the failure count)."""
+        step = _current_step(self, state or {})
+        return step is not None and step.kind == "verify" and bool((state or {}).get("waiting"))
+
     def expects_photos(self, state: dict[str, Any] | None) -> bool:
         step = _current_step(self, state or {})
         return step is not None and step.kind == "ask" and step.get("ask") == "photos"

@@ -169,6 +169,28 @@ class LanguageDetector:
         return current, False
 
 
+def catalog_lexicon(
+    function_words: dict[str, Iterable[str]], examples: dict[str, Iterable[str]], min_count: int = 2
+) -> dict[str, set[str]]:
+    """Words that point at a Latin-script language: its listed function words, plus words its
+    intent examples use at least `min_count` times and no other language's examples use."""
+    counts: dict[str, dict[str, int]] = {}
+    for code, texts in examples.items():
+        if code not in LATIN:
+            continue
+        for text in texts:
+            for word in _WORD.findall(_NOISE.sub(" ", text.lower())):
+                per_language = counts.setdefault(_fold(word), {})
+                per_language[code] = per_language.get(code, 0) + 1
+    lexicon = {code: {_fold(w) for w in words} for code, words in function_words.items() if code in LATIN}
+    for word, per_language in counts.items():
+        if len(per_language) == 1 and len(word) > 1:
+            (code, count), = per_language.items()
+            if count >= min_count:
+                lexicon.setdefault(code, set()).add(word)
+    return lexicon
+
+
 def _base(code: str | None) -> str | None:
     """'pt-BR' -> 'pt', 'zh_Hans' -> 'zh'."""
     return code.replace("_", "-").split("-")[0].lower() if code else None

@@ -95,7 +95,7 @@ class DialogueManager:
             facts = Facts(
                 now=now,
                 order=await self._order(number),
-                order_failures=await self._failures(number),
+                order_failures=await self._failures(number) if self.dialogue.awaits_proof(state) else 0,
                 photos=tuple([await self.evidence.check(a) for a in inbound.attachments]),
                 ticket_id=new_ticket_id(now),
             )
