@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -116,8 +117,10 @@ class IntentClassifier:
         ids = [i for gram in self._analyze(text) if (i := vocabulary.get(gram)) is not None]
         if not ids:
             return "other", 0.0
-        index, counts = np.unique(np.array(ids, dtype=np.int64), return_counts=True)
-        values = (1.0 + np.log(counts)) * self._idf[index]  # sublinear tf-idf, as in training
+        counts = Counter(ids)
+        index = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        values = (1.0 + np.log(tf)) * self._idf[index]  # sublinear tf-idf, as in training
         values /= math.sqrt(values @ values)
         scores = values @ self._weights[index] + self._bias
         scores = np.exp(scores - scores.max())
