@@ -14,7 +14,7 @@ from bot.flows import load_flows
 from bot.intents import IntentRecognizer
 from bot.language import LanguageDetector, catalog_lexicon
 from bot.manager import Clock, DialogueManager, utc_now
-from bot.orders import DEFAULT_PATTERNS, OrderNumbers, OrderProvider, StaticOrders
+from bot.orders import DEFAULT_PATTERNS, HttpOrders, OrderNumbers, OrderProvider, StaticOrders
 from bot.policy import Policy
 from bot.store import Store
 
@@ -95,6 +95,8 @@ class App:
 
 
 def default_orders(settings: Settings) -> OrderProvider:
-    """The orders file from settings, or the sample orders that ship with the bot."""
+    """The shop's order API, else its orders file, else the sample orders that ship with the bot."""
+    if settings.orders_url:
+        return HttpOrders(settings.orders_url, auth_header=settings.orders_auth, timeout=settings.orders_timeout)
     path = settings.orders_file or settings.dialogues_dir / "sample_orders.yml"
     return StaticOrders.from_file(path) if path.exists() else StaticOrders()

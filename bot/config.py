@@ -23,6 +23,9 @@ class Settings:
     dialogues_dir: Path = field(default_factory=lambda: shipped_folder("dialogues"))
     locales_dir: Path = field(default_factory=lambda: shipped_folder("locales"))
     orders_file: Path | None = None
+    orders_url: str | None = None  # a shop order API, e.g. https://shop.example/api/orders/{number}
+    orders_auth: str | None = None  # a header for it, e.g. "Authorization: Bearer ..."
+    orders_timeout: float = 5.0
     ttl_seconds: int = 30 * 24 * 3600
     max_input_chars: int = 2000
     default_locale: str = "en"
@@ -68,6 +71,9 @@ class Settings:
             dialogues_dir=Path(get("AFTERSALES_DIALOGUES") or defaults.dialogues_dir),
             locales_dir=Path(get("AFTERSALES_LOCALES") or defaults.locales_dir),
             orders_file=Path(p) if (p := get("AFTERSALES_ORDERS")) else None,
+            orders_url=get("AFTERSALES_ORDERS_URL"),
+            orders_auth=get("AFTERSALES_ORDERS_AUTH"),
+            orders_timeout=float(number("AFTERSALES_ORDERS_TIMEOUT", 5)),
             ttl_seconds=number("AFTERSALES_TTL_DAYS", 30) * 24 * 3600,
             max_input_chars=number("AFTERSALES_MAX_INPUT_CHARS", defaults.max_input_chars),
             default_locale=get("AFTERSALES_DEFAULT_LOCALE") or defaults.default_locale,

@@ -246,7 +246,7 @@ class _Turn:
             self.events.add(self.state["dispute"])
         rule = self.d.rules.first(signals, self.events)
         if rule:
-            self.handoff(rule.reason, rule.priority)
+            self.handoff(rule.reason, rule.priority, rule.name)
             return
         if self.inbound.button:
             self._button()
@@ -255,7 +255,7 @@ class _Turn:
         else:
             self._text(understanding)
         if self.state["fallbacks"] and (rule := self.d.rules.first((), (), self.state["fallbacks"])):
-            self.handoff(rule.reason, rule.priority)
+            self.handoff(rule.reason, rule.priority, rule.name)
 
     # -- language, transcript, de-duplication --------------------------------------------
 
@@ -308,7 +308,7 @@ class _Turn:
         handoff = self.state["handoff"]
         if rule and _rank(rule.priority) > _rank(handoff["priority"]):
             handoff["priority"] = rule.priority  # a legal threat in the queue jumps ahead
-            self._update_ticket(priority=rule.priority, add_reason=rule.reason)
+            self._update_ticket(priority=rule.priority, add_reason=(rule.reason, rule.name))
         if handoff["state"] == "queued" and not self.state["told_waiting"]:
             self.state["told_waiting"] = True
             self.say("handoff_waiting")
@@ -319,7 +319,7 @@ class _Turn:
             self.state["photo_refs"] = [*self.state["photo_refs"], *refs]
             self._update_ticket(photo_refs=self.state["photo_refs"])
 
-    def handoff(self, reason: str, priority: str) -> None:
+    def handoff(self, reason: str, priority: str, rule: str) -> None:
         """Queue the conversation for a person and tell the customer when to expect one."""
         slots, now = self.state["slots"], self.facts.now
         slots["reason"] = slots["reason"] or reason
@@ -340,11 +340,11 @@ class _Turn:
             self.say("handoff_outside_hours", hours=self._hours_text(), opens_at=self._moment(opens))
         if self.state["ticket"]:
             self._update_ticket(
-                status="escalated", priority=priority, add_reason=reason, sla_deadline=deadline.isoformat()
+                status="escalated", priority=priority, add_reason=(reason, rule), sla_deadline=deadline.isoformat()
             )
         else:
             self._open_ticket(self.state.get("flow_intent") or self.intent or "talk_to_human", status="escalated")
-            self._update_ticket(priority=priority, add_reason=reason, sla_deadline=deadline.isoformat())
+            self._update_ticket(priority=priority, add_reason=(reason, rule), sla_deadline=deadline.isoformat())
         self.effects.append(Enqueue(self.state["id"], reason, priority, deadline.isoformat()))
 
     def _market(self) -> str:
@@ -626,7 +626,7 @@ class _Turn:
                 return True
             if "verification_locked" in self.events:
                 rule = self.d.rules.first((), {"verification_locked"})
-                self.handoff("verification_locked", rule.priority if rule else "normal")
+                self.handoff("verification_locked", rule.priority if rule else "normal", rule.name if rule else "")
                 return False
             return self._wait(step)
         if step.kind == "inform":
@@ -646,7 +646,7 @@ class _Turn:
             return True
         if step.kind == "handoff":
             reason = step["handoff"]
-            self.handoff(reason, self.d.rules.priority_of(reason))
+            self.handoff(reason, self.d.rules.priority_of(reason), f"flow:{self.state['flow']}")
             return False
         if step.kind == "listen_for_dispute":
             self.state["dispute"] = step["listen_for_dispute"]
@@ -789,7 +789,7 @@ class _Turn:
             self.events.add("high_value_ticket")
             rule = self.d.rules.first((), self.events)
             if rule:
-                self.handoff(rule.reason, rule.priority)
+                self.handoff(rule.reason, rule.priority, rule.name)
 
     def _open_ticket(self, intent: str, status: str) -> None:
         slots = self.state["slots"]
@@ -816,12 +816,14 @@ class _Turn:
         }
         self.effects.append(SaveTicket(dict(self.state["ticket"])))
 
-    def _update_ticket(self, add_reason: str | None = None, **fields: Any) -> None:
+    def _update_ticket(self, add_reason: tuple[str, str] | None = None, **fields: Any) -> None:
         if not self.state["ticket"]:
             return
         ticket = self.state["ticket"] = {**self.state["ticket"], **fields}
         if add_reason:
-            ticket["reasons"] = [*ticket.get("reasons", []), {"reason": add_reason, "at": self.facts.now.isoformat()}]
+            reason, rule = add_reason
+            entry = {"reason": reason, "rule": rule, "at": self.facts.now.isoformat()}
+            ticket["reasons"] = [*ticket.get("reasons", []), entry]
         self.effects.append(SaveTicket(dict(ticket)))
 
     def _day(self, day: date | None) -> str:

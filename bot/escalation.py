@@ -23,6 +23,11 @@ class Rule:
     condition: str
     value: str | int
 
+    @property
+    def name(self) -> str:
+        """How the ticket records which rule fired, e.g. `signal:legal`."""
+        return f"{self.condition}:{self.value}"
+
     def fires(self, signals: Collection[str], events: Collection[str], fallbacks: int) -> bool:
         if self.condition == "signal":
             return self.value in signals

@@ -185,7 +185,7 @@ def catalog_lexicon(
     lexicon = {code: {_fold(w) for w in words} for code, words in function_words.items() if code in LATIN}
     for word, per_language in counts.items():
         if len(per_language) == 1 and len(word) > 1:
-            (code, count), = per_language.items()
+            ((code, count),) = per_language.items()
             if count >= min_count:
                 lexicon.setdefault(code, set()).add(word)
     return lexicon

@@ -46,7 +46,7 @@ def format_ticket(ticket: dict[str, Any]) -> str:
                  "csat", "created_at", "sla_deadline", "conversation_id"):  # fmt: skip
         lines.append(f"  {name:<15} {visible(ticket.get(name)) if ticket.get(name) is not None else '-'}")
     for reason in ticket.get("reasons") or []:
-        lines.append(f"  handoff         {reason['reason']} at {reason['at'][:16]}")
+        lines.append(f"  handoff         {reason['reason']} (rule {reason.get('rule') or '-'}) at {reason['at'][:16]}")
     for ref in ticket.get("photo_refs") or []:
         lines.append(f"  photo           {ref}")
     if ticket.get("transcript"):
