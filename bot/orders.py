@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 import yaml
@@ -166,7 +167,7 @@ class HttpOrders:
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
 
     async def get(self, number: str) -> Order | None:
-        url = self._template.format(number=httpx.URL(number).path if "/" in number else number)
+        url = self._template.format(number=quote(number, safe=""))  # a number never changes the path
         try:
             response = await self._client.get(url)
         except httpx.HTTPError as error:
