@@ -535,7 +535,7 @@ class _Turn:
             if new_intent and understanding.intent != self.state["flow"]:
                 return False
             if any(c.isdigit() for c in self.text) or not new_intent:
-                self.say(step["invalid"])
+                self.say(step["invalid"], buttons=("human",))  # no number at hand: a person can still help
                 self.state["fallbacks"] = 0
                 return True
             return False
