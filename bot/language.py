@@ -131,8 +131,6 @@ class LanguageDetector:
         if letters < 2:
             return Detection(None, 0.0, False)
         scores = {code: 0.0 for code in self.latin}
-        for code, probability in self._ngram.rank(lowered):
-            scores[code] = math.log(max(probability, 1e-9)) * _NGRAM_WEIGHT
         lexical_hits = 0.0
         for word in set(words):
             for code, weight in self._word_weight.get(word, {}).items():
@@ -142,6 +140,11 @@ class LanguageDetector:
             for code, weight in _TELLTALES.get(char, {}).items():
                 if code in scores:
                     scores[code] += weight
+        lead = sorted(scores.values(), reverse=True)
+        # Many typical words of one language settle it; the n-gram model is for the rest.
+        if len(lead) < 2 or lead[0] - lead[1] < _SETTLED_BY_WORDS:
+            for code, probability in self._ngram.rank(lowered):
+                scores[code] += math.log(max(probability, 1e-9)) * _NGRAM_WEIGHT
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
         best, top = ranked[0]
         second = ranked[1][1] if len(ranked) > 1 else top - 10.0
@@ -202,3 +205,4 @@ def _fold(word: str) -> str:
 
 _NGRAM_WEIGHT = 1.0
 _WORD_WEIGHT = 2.0
+_SETTLED_BY_WORDS = 8.0  # four distinctive words ahead
