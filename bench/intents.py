@@ -50,7 +50,7 @@ def main() -> None:
     cut = int(len(examples) * 0.8)
     train, held = examples[:cut], examples[cut:]
     start = time.perf_counter()
-    classifier = IntentClassifier([(t, i) for t, i, _ in train])
+    classifier = IntentClassifier.train([(t, i) for t, i, _ in train])
     print(f"trained on {len(train)} examples in {time.perf_counter() - start:.2f} s")
     predicted = [classifier.predict(normalise(t))[0] for t, _, _ in held]
     show("held-out 20% of the catalog examples", f1_scores([i for _, i, _ in held], predicted), len(held))

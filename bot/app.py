@@ -41,7 +41,7 @@ def load_brain(settings: Settings) -> Brain:
         flows=flows,
         catalog=catalog,
         detector=LanguageDetector(catalog.codes, lexicon),
-        recognizer=IntentRecognizer(catalog),
+        recognizer=IntentRecognizer(catalog, settings.cache_dir),
         numbers=OrderNumbers(policy.order_number_patterns or DEFAULT_PATTERNS),
         policy=policy,
         rules=rules,

@@ -16,6 +16,11 @@ def shipped_folder(name: str) -> Path:
     return installed if installed.is_dir() else _SOURCE_TREE / name
 
 
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aftersales"
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None  # None: start the embedded Valkey
@@ -23,6 +28,7 @@ class Settings:
     dialogues_dir: Path = field(default_factory=lambda: shipped_folder("dialogues"))
     locales_dir: Path = field(default_factory=lambda: shipped_folder("locales"))
     orders_file: Path | None = None
+    cache_dir: Path | None = field(default_factory=lambda: _default_cache())  # trained models; None: no cache
     orders_url: str | None = None  # a shop order API, e.g. https://shop.example/api/orders/{number}
     orders_auth: str | None = None  # a header for it, e.g. "Authorization: Bearer ..."
     orders_timeout: float = 5.0
@@ -71,6 +77,7 @@ class Settings:
             dialogues_dir=Path(get("AFTERSALES_DIALOGUES") or defaults.dialogues_dir),
             locales_dir=Path(get("AFTERSALES_LOCALES") or defaults.locales_dir),
             orders_file=Path(p) if (p := get("AFTERSALES_ORDERS")) else None,
+            cache_dir=Path(c) if (c := get("AFTERSALES_CACHE")) else defaults.cache_dir,
             orders_url=get("AFTERSALES_ORDERS_URL"),
             orders_auth=get("AFTERSALES_ORDERS_AUTH"),
             orders_timeout=float(number("AFTERSALES_ORDERS_TIMEOUT", 5)),

@@ -10,10 +10,17 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
-from bot.catalog import Catalog, format_day, format_money
+from bot.catalog import (
+    Catalog,
+    format_day,
+    format_minutes,
+    format_moment,
+    format_money,
+    format_service_hours,
+)
 from bot.escalation import EscalationRules
 from bot.flows import Step
 from bot.intents import IntentRecognizer, Understanding
@@ -834,36 +841,16 @@ class _Turn:
 
     def _moment(self, moment: datetime) -> str:
         """A time the customer can read: their language, the service's time zone."""
-        from babel.dates import format_datetime
-
-        from bot.catalog import babel_locale
-
-        zone = self.d.policy.service_hours.timezone
-        text = format_datetime(
-            moment.astimezone(zone), format="medium", tzinfo=zone, locale=babel_locale(self.language)
-        )
-        return f"{text} ({zone.key})"
+        return format_moment(moment, self.d.policy.service_hours.timezone, self.language)
 
     def _duration(self, minutes: int) -> str:
-        from babel.dates import format_timedelta
-
-        from bot.catalog import babel_locale
-
-        return format_timedelta(timedelta(minutes=minutes), locale=babel_locale(self.language), threshold=2)
+        return format_minutes(minutes, self.language)
 
     def _hours_text(self) -> str:
-        from babel.dates import format_time, get_day_names
-
-        from bot.catalog import babel_locale
-
         hours = self.d.policy.service_hours
-        loc = babel_locale(self.language)
-        names = get_day_names("abbreviated", locale=loc)
-        days = sorted(hours.weekdays)
-        span = f"{names[days[0]]}–{names[days[-1]]}" if len(days) > 1 else names[days[0]]
-        opens = format_time(hours.opens, format="short", locale=loc)
-        closes = format_time(hours.closes, format="short", locale=loc)
-        return f"{span} {opens}–{closes} ({hours.timezone.key})"
+        return format_service_hours(
+            tuple(sorted(hours.weekdays)), hours.opens, hours.closes, hours.timezone, self.language
+        )
 
 
 _CSAT_BUTTONS = ("csat:1", "csat:2", "csat:3", "csat:4", "csat:5")

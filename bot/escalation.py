@@ -10,6 +10,7 @@ import yaml
 
 from bot.flows import HANDOFF_REASONS, FlowError
 from bot.intents import SIGNALS
+from bot.yamlfile import read_yaml
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 EVENTS = ("verification_locked", "high_value_ticket", "policy_dispute", "customs_dispute")
@@ -43,7 +44,7 @@ class EscalationRules:
     @classmethod
     def load(cls, path: Path) -> EscalationRules:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = read_yaml(path) or {}
         except (OSError, yaml.YAMLError) as error:
             raise FlowError(f"{path}: cannot read escalation rules: {error}") from None
         rules = []

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from bot.intents import INTENTS
+from bot.yamlfile import read_yaml
 
 SLOTS = ("order_number", "verified", "photos", "resolution", "reason")
 VALIDATORS = ("order_number", "ownership", "photo", "choice")
@@ -54,7 +55,7 @@ class Step:
 def load_flows(path: Path, known_keys: set[str]) -> dict[str, tuple[Step, ...]]:
     """Read and check the flows file; raise FlowError naming the file and the problem."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path)
     except (OSError, yaml.YAMLError) as error:
         raise FlowError(f"{path}: cannot read flows: {error}") from None
     if not isinstance(data, dict) or not isinstance(data.get("flows"), dict):

@@ -8,14 +8,20 @@ Keyword rules catch what must never be missed: a request for a person, legal thr
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
@@ -29,6 +35,8 @@ INTENTS = (
 SIGNALS = ("human", "legal", "abuse", "dispute", "done")
 CHOICES = ("refund", "replacement", "repair", "exchange", "partial_refund")
 
+_VECTORIZER: dict[str, Any] = {"analyzer": "char_wb", "ngram_range": (1, 4), "sublinear_tf": True, "min_df": 1}
+_MODEL: dict[str, Any] = {"C": 20.0, "max_iter": 2000}
 _ORDERISH = re.compile(r"\S+@\S+|#?\b[A-Za-z]{0,4}-?\d[\d-]{3,}\b|\+?\d[\d\s()-]{6,}\d", re.IGNORECASE)
 
 
@@ -96,20 +104,65 @@ _WORDS = re.compile(r"\w+")
 class IntentClassifier:
     """Character n-gram logistic regression over every locale's examples."""
 
-    def __init__(self, examples: list[tuple[str, str]], *, threshold: float = 0.3) -> None:
-        texts = [normalise(text) for text, _ in examples]
-        labels = [label for _, label in examples]
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True, min_df=1)
-        matrix = vectorizer.fit_transform(texts)
-        model = LogisticRegression(C=20.0, max_iter=2000)
-        model.fit(matrix, labels)
-        self.labels: tuple[str, ...] = tuple(model.classes_)
+    def __init__(
+        self,
+        labels: tuple[str, ...],
+        vocabulary: dict[str, int],
+        idf: np.ndarray,
+        weights: np.ndarray,
+        bias: np.ndarray,
+        *,
+        threshold: float = 0.3,
+    ) -> None:
+        self.labels = labels
         self.threshold = threshold
-        self._analyze = vectorizer.build_analyzer()
-        self._vocabulary: dict[str, int] = vectorizer.vocabulary_
-        self._idf = vectorizer.idf_.astype(np.float64)
-        self._weights = np.ascontiguousarray(model.coef_.T)  # features x classes
-        self._bias = model.intercept_.astype(np.float64)
+        self._analyze = TfidfVectorizer(**_VECTORIZER).build_analyzer()
+        self._vocabulary = vocabulary
+        self._idf = idf
+        self._weights = np.ascontiguousarray(weights)  # features x classes
+        self._bias = bias
+
+    @classmethod
+    def train(cls, examples: list[tuple[str, str]]) -> IntentClassifier:
+        vectorizer = TfidfVectorizer(**_VECTORIZER)
+        matrix = vectorizer.fit_transform([normalise(text) for text, _ in examples])
+        model = LogisticRegression(**_MODEL)
+        model.fit(matrix, [label for _, label in examples])
+        vocabulary = {gram: int(i) for gram, i in vectorizer.vocabulary_.items()}
+        return cls(tuple(str(c) for c in model.classes_), vocabulary, vectorizer.idf_, model.coef_.T, model.intercept_)
+
+    @classmethod
+    def cached(cls, examples: list[tuple[str, str]], folder: Path | None) -> IntentClassifier:
+        """Train, or load what an earlier start trained on exactly these examples."""
+        if folder is None:
+            return cls.train(examples)
+        digest = hashlib.sha256(
+            json.dumps([sorted(examples), _VECTORIZER, _MODEL, sklearn.__version__], ensure_ascii=False).encode()
+        ).hexdigest()[:24]
+        path = folder / f"intents-{digest}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                vocabulary = json.loads(str(saved["vocabulary"]))
+                labels = tuple(str(label) for label in saved["labels"])
+                return cls(labels, vocabulary, saved["idf"], saved["weights"], saved["bias"])
+        except (OSError, KeyError, ValueError):
+            pass  # not trained yet, or unreadable: train again
+        classifier = cls.train(examples)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(
+                partial,
+                vocabulary=np.array(json.dumps(classifier._vocabulary, ensure_ascii=False)),
+                labels=np.array(classifier.labels),
+                idf=classifier._idf,
+                weights=classifier._weights,
+                bias=classifier._bias,
+            )
+            partial.replace(path)  # atomic: a parallel start never reads half a file
+        except OSError:
+            pass  # a read-only cache only costs start-up time
+        return classifier
 
     def predict(self, text: str) -> tuple[str, float]:
         """(intent, probability) for an already normalised text."""
@@ -132,7 +185,7 @@ class IntentClassifier:
 class IntentRecognizer:
     """The classifier and the keyword rules together: text in, `Understanding` out."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, cache_dir: Path | None = None) -> None:
         examples = [
             (text, intent)
             for locale in catalog.locales.values()
@@ -142,7 +195,7 @@ class IntentRecognizer:
         ]
         if len({label for _, label in examples}) < 2:
             raise ValueError("the locale catalogs hold too few intent examples to train on")
-        self.classifier = IntentClassifier(examples)
+        self.classifier = IntentClassifier.cached(examples, cache_dir)
         lists: dict[str, list[str]] = {name: [] for name in SIGNALS}
         self._choices: dict[str, KeywordRules] = {}
         for code, locale in catalog.locales.items():

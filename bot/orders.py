@@ -12,7 +12,8 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
-import yaml
+
+from bot.yamlfile import read_yaml
 
 # Case-insensitive; the first that matches wins. Shops add their own in dialogues/policy.yml.
 DEFAULT_PATTERNS = (
@@ -140,8 +141,7 @@ class StaticOrders:
 
     @classmethod
     def from_file(cls, path: Path) -> StaticOrders:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(path.read_text(encoding="utf-8")) if path.suffix == ".json" else read_yaml(path)
         rows = data.get("orders", []) if isinstance(data, dict) else data
         return cls(Order.from_dict(row) for row in rows or [])
 

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from bot.yamlfile import read_yaml
+
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -63,7 +65,7 @@ class Policy:
     @classmethod
     def load(cls, path: Path) -> Policy:
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = read_yaml(path) or {}
             hours = raw["service_hours"]
             service = ServiceHours(
                 timezone=ZoneInfo(hours["timezone"]),

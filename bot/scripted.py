@@ -23,6 +23,7 @@ from bot.manager import DialogueManager
 from bot.messages import Attachment, Inbound, Outbound
 from bot.orders import Order, StaticOrders
 from bot.store import Store
+from bot.yamlfile import read_yaml
 
 SCRIPT_KEYS = {"name", "now", "channel", "customer", "orders", "steps"}
 CUSTOMER_KEYS = {"id", "locale_hint"}
@@ -82,7 +83,7 @@ def _check_keys(where: str, value: Any, allowed: set[str]) -> dict[str, Any]:
 def load_script(path: Path) -> Script:
     """Parse and check a script; every key of the format is known, anything else is an error."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path)
     except (OSError, yaml.YAMLError) as error:
         raise ScriptError(f"{path}: cannot read: {error}") from None
     data = _check_keys(str(path), data, SCRIPT_KEYS)
