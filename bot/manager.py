@@ -178,10 +178,12 @@ class DialogueManager:
 
     async def _finish(self, outcome: Outcome, now: datetime) -> list[Outbound]:
         state = outcome.state
+        # A turn may touch its ticket several times (opened, then escalated): write the last version once.
+        tickets = {e.ticket["id"]: e.ticket for e in outcome.effects if isinstance(e, SaveTicket)}
+        for ticket in tickets.values():
+            await self._save_ticket(ticket, state)
         for effect in outcome.effects:
-            if isinstance(effect, SaveTicket):
-                await self._save_ticket(effect.ticket, state)
-            elif isinstance(effect, Enqueue):
+            if isinstance(effect, Enqueue):
                 await self.queue.enqueue(effect.conversation_id, effect.reason, effect.priority, effect.deadline, now)
                 await self._notify(effect.conversation_id, {"type": "queued", "reason": effect.reason})
             elif isinstance(effect, CountFailedVerification):
