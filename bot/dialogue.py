@@ -513,6 +513,9 @@ class _Turn:
             self._advance()
             return
         intent = understanding.intent if understanding else None
+        waiting = bool(step and self.state["waiting"])
+        if waiting and (intent == self.state["flow"] or not self._leaves_flow(understanding)):
+            intent = intent if intent == "other" else None  # "ok", "hello", the same request again: ask again
         if intent and intent != "other" and intent in self.d.flows:
             self.state["fallbacks"] = 0
             if self.facts.photos and not self.d.expects_photos(self.state):
@@ -531,6 +534,13 @@ class _Turn:
             return
         self.state["fallbacks"] += 1
         self.say("fallback")
+
+    @staticmethod
+    def _leaves_flow(understanding: Understanding | None) -> bool:
+        """A waiting flow is left only for a clear, different request (or a clear goodbye)."""
+        return bool(
+            understanding and understanding.intent not in ("other", "greet") and understanding.confidence >= 0.6
+        )
 
     def _answer(self, step: Step, understanding: Understanding | None) -> bool:
         """Let the waiting step take this message; False when it is about something else."""
@@ -556,6 +566,8 @@ class _Turn:
             if self.new_number and not self._proof_beside_number():
                 self._prompt(step)  # a corrected order number: ask again for its proof
                 return True
+            if not (_EMAIL.search(self.text) or any(c.isdigit() for c in self.text)):
+                return False  # "one moment", "why?": not an attempt, so not a failure
             self._check_proof(step)
             return True  # answered: verified, or failed and the step stays
         if step.kind == "ask" and step["ask"] == "photos":
