@@ -84,6 +84,12 @@ class Enqueue:
 
 
 @dataclass(frozen=True, slots=True)
+class RaisePriority:
+    conversation_id: str
+    priority: str
+
+
+@dataclass(frozen=True, slots=True)
 class CountFailedVerification:
     order_number: str
 
@@ -101,7 +107,7 @@ class AgentAction:
     text: str = ""  # the reply, or the macro name
 
 
-Effect = SaveTicket | Enqueue | CountFailedVerification | RelayToAgent
+Effect = SaveTicket | Enqueue | RaisePriority | CountFailedVerification | RelayToAgent
 
 
 @dataclass
@@ -315,6 +321,7 @@ class _Turn:
         handoff = self.state["handoff"]
         if rule and _rank(rule.priority) > _rank(handoff["priority"]):
             handoff["priority"] = rule.priority  # a legal threat in the queue jumps ahead
+            self.effects.append(RaisePriority(self.state["id"], rule.priority))
             self._update_ticket(priority=rule.priority, add_reason=(rule.reason, rule.name))
         if handoff["state"] == "queued" and not self.state["told_waiting"]:
             self.state["told_waiting"] = True

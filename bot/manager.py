@@ -24,6 +24,7 @@ from bot.dialogue import (
     Enqueue,
     Facts,
     Outcome,
+    RaisePriority,
     RelayToAgent,
     Reply,
     SaveTicket,
@@ -186,6 +187,8 @@ class DialogueManager:
             if isinstance(effect, Enqueue):
                 await self.queue.enqueue(effect.conversation_id, effect.reason, effect.priority, effect.deadline, now)
                 await self._notify(effect.conversation_id, {"type": "queued", "reason": effect.reason})
+            elif isinstance(effect, RaisePriority):
+                await self.queue.raise_priority(effect.conversation_id, effect.priority)
             elif isinstance(effect, CountFailedVerification):
                 await self._count_failure(effect.order_number)
             elif isinstance(effect, RelayToAgent):

@@ -72,3 +72,14 @@ def test_agent_replies_reach_another_process_through_the_outbox(make_manager, ru
     delivered = run(manager.collect("console:c1"))
     assert [r.text for r in delivered][-1] == "Hello, Ann here"
     assert run(manager.collect("console:c1")) == []
+
+
+def test_a_legal_threat_while_queued_moves_the_conversation_up(make_manager, run):
+    manager = make_manager(clock=lambda: NOW)
+    run(manager.handle(message("a human please", conversation="console:first", received_at=NOW)))
+    later = NOW + timedelta(minutes=1)
+    run(manager.handle(message("a human please", conversation="console:second", received_at=later)))
+    run(manager.handle(message("I will sue you, my lawyer is ready", conversation="console:second", received_at=later)))
+    waiting = run(manager.queue.waiting())
+    assert [e.conversation_id for e in waiting] == ["console:second", "console:first"]
+    assert waiting[0].priority == "high"
