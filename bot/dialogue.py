@@ -449,7 +449,7 @@ class _Turn:
 
     def _proof_beside_number(self) -> bool:
         rest = self.text.upper().replace(self.state["slots"]["order_number"] or "", " ").replace("#", " ")
-        return bool(_EMAIL.search(rest) or _PHONE.search(rest) or len(re.sub(r"[\W_]", "", rest)) >= 3)
+        return bool(_EMAIL.search(rest) or any(c.isdigit() for c in rest))
 
     def _check_proof(self, step: Step) -> bool:
         """Handle a verification answer; True when verified now."""

@@ -15,6 +15,7 @@ def aftersales(
     *args: str, stdin: str = "", cwd: Path | None = None, data: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["PYTHONPATH"] = str(HERE.parent)  # the checkout under test, whatever the working directory
     if data is not None:
         env["AFTERSALES_DATA"] = str(data)
     return subprocess.run(

@@ -76,7 +76,7 @@ def test_embedded_server_keeps_state_across_restarts(tmp_path, run):
 
 
 def _chat(data_dir: Path, lines: str) -> str:
-    env = {**os.environ, "AFTERSALES_DATA": str(data_dir)}
+    env = {**os.environ, "AFTERSALES_DATA": str(data_dir), "PYTHONPATH": str(Path(__file__).parent.parent)}
     env.pop("REDIS_URL", None)
     done = subprocess.run(
         [sys.executable, "-m", "channels.cli", "chat", "--user", "restart-test"],
