@@ -558,7 +558,7 @@ class _Turn:
                 return True
             if new_intent and understanding.intent != self.state["flow"]:
                 return False
-            if any(c.isdigit() for c in self.text) or not new_intent:
+            if any(c.isdigit() for c in self.text) or not new_intent or understanding.intent == self.state["flow"]:
                 self.say(step["invalid"], buttons=("human",))  # no number at hand: a person can still help
                 self.state["fallbacks"] = 0
                 return True
