@@ -253,7 +253,8 @@ class _Turn:
         self.intent = understanding.intent if understanding else None
         self._take_order_number()
         signals = understanding.signals if understanding else frozenset()
-        if self.inbound.button == "human" or self.intent == "talk_to_human":
+        # The classifier alone must be sure before a person is called; the keyword rules need not be.
+        if self.inbound.button == "human" or (self.intent == "talk_to_human" and understanding.confidence >= 0.6):
             signals = signals | {"human"}
         if self.state.get("dispute") and self._disputes(understanding, signals):
             self.events.add(self.state["dispute"])
@@ -587,7 +588,10 @@ class _Turn:
             return False
         if step.kind == "ask" and step["ask"] == "resolution":
             choice = understanding.choice if understanding else None
-            if choice in self._choices():
+            choices = self._choices()
+            if choice not in choices:  # many languages use one word for "exchange" and "replacement"
+                choice = _SIBLING_CHOICE.get(choice or "")
+            if choice in choices:
                 self._choose(choice)
                 return True
             return False
@@ -872,6 +876,7 @@ class _Turn:
         )
 
 
+_SIBLING_CHOICE = {"exchange": "replacement", "replacement": "exchange"}
 _CSAT_BUTTONS = ("csat:1", "csat:2", "csat:3", "csat:4", "csat:5")
 _PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 
