@@ -96,8 +96,9 @@ class LanguageDetector:
         if self.latin:
             self._ngram.set_languages(list(self.latin))
 
-    def detect(self, text: str) -> Detection:
-        """The language of `text` on its own, with how sure that is."""
+    def detect(self, text: str, current: str | None = None) -> Detection:
+        """The language of `text` (with how sure that is); `current` lets an ongoing conversation
+        skip the n-gram model when the message's own words already say it has not changed."""
         cleaned = _NOISE.sub(" ", unicodedata.normalize("NFC", text))
         counts: dict[str, int] = {}
         for char in cleaned:
@@ -114,7 +115,7 @@ class LanguageDetector:
             return self._known("zh", letters, per_letter=0.5)
         if script in _SCRIPT_LANGUAGE:
             return self._known(_SCRIPT_LANGUAGE[script], letters, per_letter=0.5)
-        return self._latin(cleaned)
+        return self._latin(cleaned, current)
 
     def _known(self, code: str, letters: int, per_letter: float) -> Detection:
         if code not in self.supported:
@@ -122,7 +123,7 @@ class LanguageDetector:
         confidence = min(1.0, 0.5 + per_letter * letters / 4)
         return Detection(code, confidence, letters >= 2)
 
-    def _latin(self, text: str) -> Detection:
+    def _latin(self, text: str, current: str | None = None) -> Detection:
         if not self.latin:
             return Detection(None, 0.0, False)
         lowered = text.lower()
@@ -141,6 +142,8 @@ class LanguageDetector:
                 if code in scores:
                     scores[code] += weight
         lead = sorted(scores.values(), reverse=True)
+        if current in scores and lexical_hits and scores[current] == lead[0]:
+            return Detection(current, 0.9, False)  # its own words say it is still the current language
         # Many typical words of one language settle it; the n-gram model is for the rest.
         if len(lead) < 2 or lead[0] - lead[1] < _SETTLED_BY_WORDS:
             for code, probability in self._ngram.rank(lowered):
@@ -158,7 +161,7 @@ class LanguageDetector:
         """The conversation's language after `text`, and whether it switched from `current`."""
         hint = _base(hint)
         hint = hint if hint in self.supported else None
-        found = self.detect(text)
+        found = self.detect(text, current)
         if found.language == "zh" and "ja" in (current, hint) and current in (None, "ja"):
             found = Detection("ja", found.confidence, found.clear)  # kanji-only Japanese
         if current is None:
