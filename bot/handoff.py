@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from redis.asyncio.client import Pipeline
+
 from bot.store import Store
 
 _RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
@@ -46,7 +48,10 @@ class HumanQueue:
     def _entry_key(self, conversation_id: str) -> str:
         return self.store.key("queue", "entry", conversation_id)
 
-    async def enqueue(self, conversation_id: str, reason: str, priority: str, deadline: str, now: datetime) -> None:
+    def stage_enqueue(
+        self, pipe: Pipeline, conversation_id: str, reason: str, priority: str, deadline: str, now: datetime
+    ) -> None:
+        """Queue the entry's writes on a pipeline (a turn sends them with the conversation)."""
         key = self._entry_key(conversation_id)
         fields = {
             "conversation_id": conversation_id,
@@ -57,12 +62,10 @@ class HumanQueue:
             "deadline": deadline,
             "agent": "",
         }
-        async with self.store.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, self.store.ttl_seconds)
-            pipe.zadd(self._queue, {conversation_id: _score(priority, now)})
-            await pipe.execute()
+        pipe.delete(key)
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, self.store.ttl_seconds)
+        pipe.zadd(self._queue, {conversation_id: _score(priority, now)})
 
     async def claim(self, conversation_id: str, agent: str) -> bool:
         """True for the one agent who gets it; False if it is gone or someone was faster."""

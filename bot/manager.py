@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.asyncio.client import Pipeline
+
 from bot.catalog import Catalog
 from bot.dialogue import (
     AgentAction,
@@ -101,7 +103,7 @@ class DialogueManager:
                 ticket_id=new_ticket_id(now),
             )
             outcome = self.dialogue.step(state, inbound, facts)
-            replies = await self._finish(outcome, now)
+            replies = await self._finish(outcome, now, turn.writes)
             turn.state = outcome.state
         log.info(
             "turn conversation=%s intent=%s replies=%s",
@@ -132,7 +134,7 @@ class DialogueManager:
             order = await self._order(state["slots"].get("order_number"))
             facts = Facts(now=now, order=order, ticket_id=new_ticket_id(now))
             outcome = self.dialogue.agent_step(state, action, facts)
-            replies = await self._finish(outcome, now)
+            replies = await self._finish(outcome, now, turn.writes)
             turn.state = outcome.state
         await self._post(replies)
         return AgentResult(True, replies)
@@ -166,7 +168,7 @@ class DialogueManager:
                 state["handoff"]["priority"] = "urgent"
                 if state.get("ticket"):
                     state["ticket"]["priority"] = "urgent"
-                    await self._save_ticket(state["ticket"], state)
+                    self._stage_ticket(turn.writes, state["ticket"], state)
                 await self.queue.raise_priority(entry.conversation_id, "urgent")
                 turn.state = state
             raised.append(entry.conversation_id)
@@ -177,26 +179,31 @@ class DialogueManager:
 
     # -- around the step ------------------------------------------------------------------------
 
-    async def _finish(self, outcome: Outcome, now: datetime) -> list[Outbound]:
+    async def _finish(self, outcome: Outcome, now: datetime, writes: Pipeline) -> list[Outbound]:
+        """Render the replies and carry out the effects; writes go out with the turn's save."""
         state = outcome.state
-        # A turn may touch its ticket several times (opened, then escalated): write the last version once.
-        tickets = {e.ticket["id"]: e.ticket for e in outcome.effects if isinstance(e, SaveTicket)}
-        for ticket in tickets.values():
-            await self._save_ticket(ticket, state)
-        for effect in outcome.effects:
-            if isinstance(effect, Enqueue):
-                await self.queue.enqueue(effect.conversation_id, effect.reason, effect.priority, effect.deadline, now)
-                await self._notify(effect.conversation_id, {"type": "queued", "reason": effect.reason})
-            elif isinstance(effect, RaisePriority):
-                await self.queue.raise_priority(effect.conversation_id, effect.priority)
-            elif isinstance(effect, CountFailedVerification):
-                await self._count_failure(effect.order_number)
-            elif isinstance(effect, RelayToAgent):
-                await self._notify(effect.conversation_id, {"type": "customer_message", "text": effect.text})
         replies = [self.render(state, reply) for reply in outcome.replies]
         for reply in replies:
             if reply.key != "agent_message":  # the agent's own words are in the transcript already
                 state["transcript"].append({"who": "bot", "text": reply.text, "at": now.isoformat()})
+        # A turn may touch its ticket several times (opened, then escalated): write the last version once.
+        tickets = {e.ticket["id"]: e.ticket for e in outcome.effects if isinstance(e, SaveTicket)}
+        for ticket in tickets.values():
+            self._stage_ticket(writes, ticket, state)
+        for effect in outcome.effects:
+            if isinstance(effect, Enqueue):
+                self.queue.stage_enqueue(
+                    writes, effect.conversation_id, effect.reason, effect.priority, effect.deadline, now
+                )
+                await self._notify(effect.conversation_id, {"type": "queued", "reason": effect.reason})
+            elif isinstance(effect, RaisePriority):
+                await self.queue.raise_priority(effect.conversation_id, effect.priority)
+            elif isinstance(effect, CountFailedVerification):
+                key = self.store.key("vfail", effect.order_number)
+                writes.incr(key)
+                writes.expire(key, self.dialogue.policy.verification_lock_seconds)
+            elif isinstance(effect, RelayToAgent):
+                await self._notify(effect.conversation_id, {"type": "customer_message", "text": effect.text})
         return replies
 
     def render(self, state: dict[str, Any], reply: Reply) -> Outbound:
@@ -213,8 +220,8 @@ class DialogueManager:
             return "⭐" * int(payload.split(":")[1])
         return self.catalog.button_label(language, payload)
 
-    async def _save_ticket(self, ticket: dict[str, Any], state: dict[str, Any]) -> None:
-        await self.tickets.save({**ticket, "transcript": state.get("transcript", [])[-50:]})
+    def _stage_ticket(self, writes: Pipeline, ticket: dict[str, Any], state: dict[str, Any]) -> None:
+        self.tickets.stage(writes, {**ticket, "transcript": state.get("transcript", [])[-50:]})
 
     async def _order(self, number: str | None) -> Any:
         if not number:
@@ -229,13 +236,6 @@ class DialogueManager:
         if not number:
             return 0
         return int(await self.store.redis.get(self.store.key("vfail", number)) or 0)
-
-    async def _count_failure(self, number: str) -> None:
-        key = self.store.key("vfail", number)
-        async with self.store.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, self.dialogue.policy.verification_lock_seconds)
-            await pipe.execute()
 
     async def _notify(self, conversation_id: str, event: dict[str, Any]) -> None:
         for listener in self.listeners:

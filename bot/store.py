@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +131,18 @@ class Store:
                     break
                 await asyncio.sleep(delay)  # another worker holds it: back off briefly
                 delay = min(delay * 2, 0.05)
-            turn = Turn(None if raw is None else json.loads(raw))
+            turn = Turn(None if raw is None else json.loads(raw), self.redis.pipeline(transaction=False))
             try:
                 yield turn
             except BaseException:
                 await self._release(keys=[lock_key], args=[token])
                 raise
+            # The turn's other writes (tickets, queue, counters) travel with the save: one round trip.
             payload = "" if turn.state is None else _dumps(turn.state)
-            await self._save_and_release(keys=[conv_key, lock_key], args=[token, self.ttl_seconds, payload])
+            await self._save_and_release(
+                keys=[conv_key, lock_key], args=[token, self.ttl_seconds, payload], client=turn.writes
+            )
+            await turn.writes.execute()
 
     @asynccontextmanager
     async def _local_lock(self, conversation_id: str) -> AsyncIterator[None]:
@@ -155,12 +160,14 @@ class Store:
 
 
 class Turn:
-    """The state of one conversation during a turn; set `state` to what should be saved."""
+    """One conversation during a turn: set `state` to what should be saved, and queue other
+    writes on `writes`; both are sent together when the turn ends (and the lock is released)."""
 
-    __slots__ = ("state",)
+    __slots__ = ("state", "writes")
 
-    def __init__(self, state: dict[str, Any] | None) -> None:
+    def __init__(self, state: dict[str, Any] | None, writes: Pipeline) -> None:
         self.state = state
+        self.writes = writes
 
 
 def _dumps(value: Any) -> str:

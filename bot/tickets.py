@@ -6,6 +6,8 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from redis.asyncio.client import Pipeline
+
 from bot.store import Store
 
 _ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O or 1/I: ids are read out on the phone
@@ -21,12 +23,11 @@ class TicketBook:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def save(self, ticket: dict[str, Any]) -> None:
+    def stage(self, pipe: Pipeline, ticket: dict[str, Any]) -> None:
+        """Queue the ticket's write on a pipeline (a turn sends it with the conversation)."""
         created = datetime.fromisoformat(ticket["created_at"]).timestamp()
-        async with self.store.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.store.key("ticket", ticket["id"]), _dumps(ticket), ex=self.store.ttl_seconds)
-            pipe.zadd(self.store.key("tickets"), {ticket["id"]: created})
-            await pipe.execute()
+        pipe.set(self.store.key("ticket", ticket["id"]), _dumps(ticket), ex=self.store.ttl_seconds)
+        pipe.zadd(self.store.key("tickets"), {ticket["id"]: created})
 
     async def get(self, ticket_id: str) -> dict[str, Any] | None:
         return await self.store.get_json("ticket", ticket_id.strip().upper())
