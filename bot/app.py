@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def load_brain(settings: Settings) -> Brain:
         max_input_chars=settings.max_input_chars,
         default_locale=settings.default_locale,
     )
+    # The models and catalogs live as long as the process: keep them out of the garbage
+    # collector's full scans, which otherwise cost milliseconds of pause in the middle of turns.
+    gc.freeze()
     return Brain(dialogue, catalog)
 
 
