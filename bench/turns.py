@@ -1,12 +1,13 @@
 """Full turns against an echo handler, on the same embedded Valkey, in the same run.
 
-    python -m bench.turns [--conversations 1000] [--in-flight 8]
+    python -m bench.turns [--conversations 1000] [--in-flight 1] [--scenario NAME]
 
 A full turn is language + intent + flow + store (+ verification, photos, tickets and handoffs
 in the mixed scenarios). The echo handler takes the same per-conversation lock, reads and
 writes the same store, and does nothing else: the ratio says what the bot's thinking costs.
-1,000 conversations are open at once; `--in-flight` turns are processed concurrently, as a
-worker's event loop would.
+1,000 conversations are open at once and interleave. With `--in-flight 1` (the default) the
+latency is a turn's own; with more in flight it also counts waiting for the other turns on the
+same event loop, while throughput shows how the store's round trips overlap.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ async def main(conversations: int, in_flight: int, scenarios: list[str]) -> None
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--conversations", type=int, default=1000)
-    parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--in-flight", type=int, default=1)
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     args = parser.parse_args()
     asyncio.run(main(args.conversations, args.in_flight, args.scenario or list(SCENARIOS)))
