@@ -57,7 +57,6 @@ class Facts:
     order_failures: int = 0  # failed verifications on that number, across conversations
     photos: tuple[PhotoCheck, ...] = ()
     ticket_id: str = ""
-    agent_online: bool = False
 
 
 @dataclass(frozen=True, slots=True)
