@@ -114,7 +114,7 @@ class IntentClassifier:
         weights: np.ndarray,
         bias: np.ndarray,
         *,
-        threshold: float = 0.3,
+        threshold: float = 0.4,
     ) -> None:
         self.labels = labels
         self.threshold = threshold
