@@ -23,7 +23,7 @@ from bot.catalog import (
 )
 from bot.escalation import EscalationRules
 from bot.flows import Step
-from bot.intents import IntentRecognizer, Understanding
+from bot.intents import CHOICES, IntentRecognizer, Understanding
 from bot.language import LanguageDetector
 from bot.messages import Inbound
 from bot.orders import Order, OrderNumbers, phones_match
@@ -484,7 +484,8 @@ class _Turn:
         step = _current_step(self.d, self.state)
         if step and step.kind == "ask" and step["ask"] == "photos" and payload == "done":
             self._photos(step, done=True)
-        elif step and step.kind == "ask" and step["ask"] == "resolution" and payload in self._choices():
+        elif step and step.kind == "ask" and step["ask"] == "resolution" and payload in CHOICES:
+            # Any resolution is taken, not only the offered ones: a person reviews the ticket anyway.
             self._choose(payload)
         else:
             self.say("button_expired")
@@ -587,10 +588,10 @@ class _Turn:
             return False
         if step.kind == "ask" and step["ask"] == "resolution":
             choice = understanding.choice if understanding else None
-            choices = self._choices()
-            if choice not in choices:  # many languages use one word for "exchange" and "replacement"
-                choice = _SIBLING_CHOICE.get(choice or "")
-            if choice in choices:
+            sibling = _SIBLING_CHOICE.get(choice or "")
+            if choice not in self._choices() and sibling in self._choices():
+                choice = sibling  # many languages use one word for "exchange" and "replacement"
+            if choice in CHOICES:
                 self._choose(choice)
                 return True
             return False
