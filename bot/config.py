@@ -16,8 +16,11 @@ def shipped_folder(name: str) -> Path:
     return installed if installed.is_dir() else _SOURCE_TREE / name
 
 
-def _default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+def _default_cache() -> Path | None:
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:  # no home directory (some containers): train at every start instead
+        return None
     return Path(base) / "aftersales"
 
 
