@@ -107,7 +107,7 @@ class Store:
         return None if raw is None else json.loads(raw)
 
     async def set_json(self, value: Any, *parts: str) -> None:
-        await self.redis.set(self.key(*parts), _dumps(value), ex=self.ttl_seconds)
+        await self.redis.set(self.key(*parts), to_json(value), ex=self.ttl_seconds)
 
     # -- one turn at a time per conversation ---------------------------------------------
 
@@ -138,7 +138,7 @@ class Store:
                 await self._release(keys=[lock_key], args=[token])
                 raise
             # The turn's other writes (tickets, queue, counters) travel with the save: one round trip.
-            payload = "" if turn.state is None else _dumps(turn.state)
+            payload = "" if turn.state is None else to_json(turn.state)
             await self._save_and_release(
                 keys=[conv_key, lock_key], args=[token, self.ttl_seconds, payload], client=turn.writes
             )
@@ -170,5 +170,6 @@ class Turn:
         self.writes = writes
 
 
-def _dumps(value: Any) -> str:
+def to_json(value: Any) -> str:
+    """Compact JSON as every document in the store is written (never pickle)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)

@@ -8,7 +8,7 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
-from bot.store import Store
+from bot.store import Store, to_json
 
 _ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O or 1/I: ids are read out on the phone
 
@@ -26,7 +26,7 @@ class TicketBook:
     def stage(self, pipe: Pipeline, ticket: dict[str, Any]) -> None:
         """Queue the ticket's write on a pipeline (a turn sends it with the conversation)."""
         created = datetime.fromisoformat(ticket["created_at"]).timestamp()
-        pipe.set(self.store.key("ticket", ticket["id"]), _dumps(ticket), ex=self.store.ttl_seconds)
+        pipe.set(self.store.key("ticket", ticket["id"]), to_json(ticket), ex=self.store.ttl_seconds)
         pipe.zadd(self.store.key("tickets"), {ticket["id"]: created})
 
     async def get(self, ticket_id: str) -> dict[str, Any] | None:
@@ -43,8 +43,3 @@ class TicketBook:
                 tickets.append(ticket)
         return tickets
 
-
-def _dumps(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False, default=str)
