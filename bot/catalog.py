@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import yaml
-from babel.dates import format_date, format_datetime, format_time, format_timedelta, get_day_names
-from babel.numbers import format_currency
 
 from bot.yamlfile import read_yaml
 
@@ -128,42 +122,3 @@ def _read_locale(path: Path) -> Locale:
         intents={k: [str(x) for x in v or []] for k, v in (data.get("intents") or {}).items()},
         keywords=data.get("keywords") or {},
     )
-
-
-# -- locale-aware values (Babel) ------------------------------------------------------------
-
-_BABEL_LOCALES = {"zh": "zh_Hans_CN", "pt": "pt_BR"}
-
-
-def babel_locale(code: str) -> str:
-    return _BABEL_LOCALES.get(code, code)
-
-
-@lru_cache(maxsize=4096)  # Babel takes ~0.3 ms a call; the same order's values come back every turn
-def format_money(amount: float | Decimal | int, currency: str, code: str) -> str:
-    return format_currency(Decimal(str(amount)), currency, locale=babel_locale(code))
-
-
-@lru_cache(maxsize=4096)
-def format_day(day: date, code: str) -> str:
-    return format_date(day, format="long", locale=babel_locale(code))
-
-
-def format_moment(moment: datetime, zone: ZoneInfo, code: str) -> str:
-    text = format_datetime(moment.astimezone(zone), format="medium", tzinfo=zone, locale=babel_locale(code))
-    return f"{text} ({zone.key})"
-
-
-@lru_cache(maxsize=256)
-def format_minutes(minutes: int, code: str) -> str:
-    return format_timedelta(timedelta(minutes=minutes), locale=babel_locale(code), threshold=2)
-
-
-@lru_cache(maxsize=256)
-def format_service_hours(weekdays: tuple[int, ...], opens: time, closes: time, zone: ZoneInfo, code: str) -> str:
-    """E.g. "Mon–Fri 09:00–18:00 (Asia/Shanghai)", in the customer's language."""
-    locale = babel_locale(code)
-    names = get_day_names("abbreviated", locale=locale)
-    span = f"{names[weekdays[0]]}–{names[weekdays[-1]]}" if len(weekdays) > 1 else names[weekdays[0]]
-    hours = f"{format_time(opens, format='short', locale=locale)}–{format_time(closes, format='short', locale=locale)}"
-    return f"{span} {hours} ({zone.key})"

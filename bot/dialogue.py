@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from bot.catalog import (
-    Catalog,
+from bot.catalog import Catalog
+from bot.escalation import EscalationRules
+from bot.flows import Step
+from bot.formatting import (
     format_day,
     format_minutes,
     format_moment,
     format_money,
     format_service_hours,
 )
-from bot.escalation import EscalationRules
-from bot.flows import Step
 from bot.intents import CHOICES, IntentRecognizer, Understanding
 from bot.language import LanguageDetector
 from bot.messages import Inbound

@@ -6,7 +6,8 @@ from datetime import date
 
 import pytest
 
-from bot.catalog import FRAGMENT_TABLES, REQUIRED_KEYS, format_day, format_money, placeholders
+from bot.catalog import FRAGMENT_TABLES, REQUIRED_KEYS, placeholders
+from bot.formatting import format_day, format_money
 
 SUPPORTED = ("en", "zh", "ja", "ko", "es", "pt", "fr", "de", "it", "ru", "ar", "th")
 
