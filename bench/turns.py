@@ -29,7 +29,8 @@ from bot.config import Settings
 from bot.evidence import EvidenceStore
 from bot.manager import DialogueManager
 from bot.messages import Attachment, Inbound, Outbound
-from bot.orders import Order, StaticOrders
+from bot.order import Order
+from bot.order_sources import StaticOrders
 from bot.store import Store
 
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)  # a Friday morning in Shanghai: service is open

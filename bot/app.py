@@ -15,7 +15,8 @@ from bot.flows import load_flows
 from bot.intents import IntentRecognizer
 from bot.language import LanguageDetector, catalog_lexicon
 from bot.manager import Clock, DialogueManager, utc_now
-from bot.orders import DEFAULT_PATTERNS, HttpOrders, OrderNumbers, OrderProvider, StaticOrders
+from bot.order import DEFAULT_PATTERNS, OrderNumbers
+from bot.order_sources import HttpOrders, OrderProvider, StaticOrders
 from bot.policy import Policy
 from bot.store import Store
 

@@ -26,7 +26,7 @@ from bot.formatting import (
 from bot.intents import CHOICES, IntentRecognizer, Understanding
 from bot.language import LanguageDetector
 from bot.messages import Inbound
-from bot.orders import Order, OrderNumbers, phones_match
+from bot.order import Order, OrderNumbers, phones_match
 from bot.policy import Policy
 
 TRANSCRIPT_LIMIT = 200

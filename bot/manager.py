@@ -34,7 +34,7 @@ from bot.dialogue import (
 from bot.evidence import EvidenceStore
 from bot.handoff import HumanQueue
 from bot.messages import Button, Inbound, Outbound
-from bot.orders import OrderApiError, OrderProvider
+from bot.order_sources import OrderApiError, OrderProvider
 from bot.store import Store
 from bot.tickets import TicketBook, new_ticket_id
 

@@ -21,7 +21,8 @@ from bot.app import Brain
 from bot.dialogue import AgentAction
 from bot.manager import DialogueManager
 from bot.messages import Attachment, Inbound, Outbound
-from bot.orders import Order, StaticOrders
+from bot.order import Order
+from bot.order_sources import StaticOrders
 from bot.store import Store
 from bot.yamlfile import read_yaml
 

@@ -20,7 +20,7 @@ from bot.app import Brain, load_brain
 from bot.config import Settings
 from bot.evidence import EvidenceStore
 from bot.manager import DialogueManager
-from bot.orders import StaticOrders
+from bot.order_sources import StaticOrders
 from bot.scripted import ScriptRunner
 from bot.store import Store
 

@@ -9,7 +9,7 @@ from typing import Any
 from PIL import Image
 
 from bot.messages import Attachment, Inbound
-from bot.orders import Order
+from bot.order import Order
 
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)  # a Friday, 11:00 in Shanghai: people are at work
 

@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bot.config import shipped_folder
-from bot.orders import HttpOrders, OrderApiError, OrderNumbers, StaticOrders
+from bot.order import OrderNumbers
+from bot.order_sources import HttpOrders, OrderApiError, StaticOrders
 from tests.factories import order
 
 
