@@ -1,9 +1,11 @@
-"""What the customer wants: a linear classifier over character n-grams, plus keyword rules.
+"""What the customer wants: a linear SVM over character n-grams, plus keyword rules.
 
-The classifier (a linear SVM) is trained at start-up with scikit-learn on the examples kept in each locale
-catalog (well under two seconds). Prediction skips scikit-learn's per-call overhead: the
-learnt vocabulary, idf and weights are applied directly, which keeps a turn in microseconds.
-Keyword rules catch what must never be missed: a request for a person, legal threats, abuse.
+The SVM (scikit-learn's LinearSVC on tf-idf of 2-5 character n-grams) is trained at start-up
+on the examples in every locale catalog, in about a second, and cached by the examples' hash
+(`Settings.cache_dir`). Its margins become a softmax "confidence". Prediction skips
+scikit-learn's per-call overhead: the learnt vocabulary, idf and weights are applied directly,
+which keeps a turn in microseconds. Keyword rules catch what must never be missed: a request
+for a person, legal threats, abuse.
 """
 
 from __future__ import annotations

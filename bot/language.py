@@ -1,11 +1,12 @@
 """Which language a customer writes in.
 
-Three signals, cheapest first:
+Cheapest signal first:
 1. Unicode scripts settle most non-Latin languages outright (Hangul, Kana, Thai, Arabic,
    Cyrillic; Han without Kana is Chinese unless the conversation is already Japanese).
-2. For Latin script, py3langid restricted to the supported languages, plus a lexicon of
-   words typical of each language (from the locale catalogs), plus telltale letters (ñ, ß, ã).
-3. langdetect (seeded) breaks ties on longer text only: it costs milliseconds.
+2. For Latin script, a lexicon of words typical of each language (from the locale catalogs)
+   and telltale letters (ñ, ß, ã) are scored first; when they do not settle it, py3langid's
+   n-gram model, restricted to the supported languages, is added to the scores.
+langdetect is not used here: it is only the baseline that `bench.langid` compares against.
 
 `decide` adds the conversation rules: the channel's hint, and stickiness — an order number,
 "ok" or an emoji never switches the language; a clear sentence in another language does.
