@@ -1,4 +1,5 @@
-"""Message catalogs: one YAML file per language with bot texts and recognition data.
+"""Message catalogs: one folder per language, `locales/<code>/`, holding `texts.yml` (what the bot
+says: messages and fragment tables) and `recognition.yml` (intent examples and keyword lists).
 
 Texts are rendered with `str.format` placeholders; amounts and dates arrive already formatted
 for the locale by `format_money` / `format_day` (Babel), so catalogs hold words only.
@@ -75,11 +76,11 @@ class Catalog:
     @classmethod
     def load(cls, folder: Path, default: str = "en") -> Catalog:
         locales = {}
-        for path in sorted(folder.glob("*.yml")):
+        for path in sorted(folder.glob("*/texts.yml")):
             locale = _read_locale(path)
             locales[locale.code] = locale
         if not locales:
-            raise CatalogError(f"no locale files (*.yml) in {folder}")
+            raise CatalogError(f"no locale folders (<code>/texts.yml) in {folder}")
         return cls(locales, default)
 
     @property
@@ -106,11 +107,14 @@ class Catalog:
 def _read_locale(path: Path) -> Locale:
     try:
         data = read_yaml(path)
+        recognition = path.with_name("recognition.yml")
+        if recognition.exists():
+            data = {**data, **(read_yaml(recognition) or {})}
     except yaml.YAMLError as error:
         raise CatalogError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict) or not isinstance(data.get("messages"), dict):
         raise CatalogError(f"{path}: needs a 'messages' mapping")
-    code = data.get("language") or path.stem
+    code = data.get("language") or path.parent.name
     missing = [key for key in REQUIRED_KEYS if not data["messages"].get(key)]
     if missing:
         raise CatalogError(f"{path}: missing catalog keys {', '.join(missing)}")
