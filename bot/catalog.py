@@ -22,8 +22,8 @@ REQUIRED_KEYS = (
     "verification_failed", "verification_locked", "order_status", "ask_photos", "photo_received",
     "photo_rejected", "ask_resolution", "ticket_created", "return_window_expired", "refund_status",
     "customs_info", "handoff_queued", "handoff_outside_hours", "agent_joined", "handoff_ended",
-    "csat_ask", "csat_thanks", "language_switched", "input_rejected",
-    "macro_refund_approved", "macro_replacement_sent", "macro_need_more_photos",
+    "csat_ask", "csat_thanks", "language_switched", "input_rejected", "order_lookup_unavailable",
+    "internal_error", "macro_refund_approved", "macro_replacement_sent", "macro_need_more_photos",
 )  # fmt: skip
 # Fragment tables placed into messages (order statuses, customs terms, ...).
 FRAGMENT_TABLES = (
