@@ -2,6 +2,10 @@
 
 The store is the embedded Valkey (or the server at REDIS_URL): never an in-memory fake.
 Each test gets its own key space on it.
+
+Nothing is written to the user's home: the trained intent model is cached in a temporary
+folder for the session (set below, before any Settings are built), and subprocesses started
+by tests inherit it through the environment.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -23,6 +28,13 @@ from bot.manager import DialogueManager
 from bot.order_sources import StaticOrders
 from bot.scripted import ScriptRunner
 from bot.store import Store
+
+# Settings read their defaults when built, not at import, so this is early enough.
+# Both variables: AFTERSALES_CACHE for Settings.from_env() and subprocesses, XDG_CACHE_HOME for
+# Settings() built directly, whose default cache folder would otherwise be ~/.cache/aftersales.
+_CACHE = Path(tempfile.mkdtemp(prefix="aftersales-tests-cache-"))
+os.environ["AFTERSALES_CACHE"] = str(_CACHE / "aftersales")
+os.environ["XDG_CACHE_HOME"] = str(_CACHE)
 
 T = TypeVar("T")
 
@@ -42,7 +54,7 @@ def run_async(coroutine: Awaitable[T]) -> T:
 
 def session_brain() -> Brain:
     if "brain" not in _session:
-        _session["brain"] = load_brain(Settings.from_env({}))
+        _session["brain"] = load_brain(Settings.from_env({"AFTERSALES_CACHE": os.environ["AFTERSALES_CACHE"]}))
     return _session["brain"]
 
 
@@ -61,6 +73,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     loop = _session.pop("loop", None)
     if loop is not None:
         loop.close()
+    scratch = _session.pop("scratch", None)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture
