@@ -18,6 +18,7 @@ from bot.manager import Clock, DialogueManager, utc_now
 from bot.order import DEFAULT_PATTERNS, OrderNumbers
 from bot.order_sources import HttpOrders, OrderProvider, StaticOrders
 from bot.policy import Policy
+from bot.render import Renderer
 from bot.store import Store
 
 
@@ -27,6 +28,7 @@ class Brain:
 
     dialogue: Dialogue
     catalog: Catalog
+    renderer: Renderer
 
 
 def load_brain(settings: Settings) -> Brain:
@@ -41,7 +43,6 @@ def load_brain(settings: Settings) -> Brain:
     )
     dialogue = Dialogue(
         flows=flows,
-        catalog=catalog,
         detector=LanguageDetector(catalog.codes, lexicon),
         recognizer=IntentRecognizer(catalog, settings.cache_dir),
         numbers=OrderNumbers(policy.order_number_patterns or DEFAULT_PATTERNS),
@@ -53,7 +54,7 @@ def load_brain(settings: Settings) -> Brain:
     # The models and catalogs live as long as the process: keep them out of the garbage
     # collector's full scans, which otherwise cost milliseconds of pause in the middle of turns.
     gc.freeze()
-    return Brain(dialogue, catalog)
+    return Brain(dialogue, catalog, Renderer(catalog, policy.service_hours))
 
 
 class App:
@@ -80,6 +81,7 @@ class App:
         max_bytes, max_pixels = self.brain.dialogue.policy.evidence_limits
         self.manager = DialogueManager(
             dialogue=self.brain.dialogue,
+            renderer=self.brain.renderer,
             store=self.store,
             orders=self._orders or default_orders(settings),
             evidence=EvidenceStore(Path(settings.data_dir) / "evidence", max_bytes=max_bytes, max_pixels=max_pixels),

@@ -130,3 +130,13 @@ class Slot(StrEnum):
 INTENTS: tuple[str, ...] = tuple(Intent)
 RESOLUTIONS: tuple[str, ...] = tuple(Resolution)
 SIGNALS: tuple[str, ...] = tuple(Signal)
+
+
+class Window(StrEnum):
+    """Policy windows (days from delivery) a flow can check."""
+
+    RETURN_ITEM = "return_item"
+    EXCHANGE_ITEM = "exchange_item"
+    REPAIR = "repair"
+    DAMAGED_ITEM = "damaged_item"
+    WRONG_ITEM = "wrong_item"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from bot.flows import HANDOFF_REASONS, FlowError
+from bot.contracts import Reason
+from bot.flows import FlowError
 from bot.intents import SIGNALS
 from bot.yamlfile import read_yaml
 
@@ -52,7 +53,7 @@ class EscalationRules:
             where = f"{path}: rule {n}"
             if not isinstance(raw, dict) or set(raw) - {"reason", "when", "priority"}:
                 raise FlowError(f"{where}: a rule has reason, when and priority")
-            if raw.get("reason") not in HANDOFF_REASONS:
+            if raw.get("reason") not in tuple(Reason):
                 raise FlowError(f"{where}: unknown reason {raw.get('reason')!r}")
             if raw.get("priority", "normal") not in PRIORITIES:
                 raise FlowError(f"{where}: unknown priority {raw.get('priority')!r}")

@@ -18,7 +18,7 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
-from bot.catalog import Catalog
+from bot.contracts import AgentMove, HandoffState, Priority
 from bot.dialogue import (
     AgentAction,
     CountFailedVerification,
@@ -34,9 +34,13 @@ from bot.dialogue import (
 from bot.evidence import EvidenceStore
 from bot.handoff import HumanQueue
 from bot.messages import Button, Inbound, Outbound
+from bot.order import Order
 from bot.order_sources import OrderApiError, OrderProvider
+from bot.render import Renderer, needs_order
+from bot.state import Conversation, Said, Ticket
 from bot.store import Store
 from bot.tickets import TicketBook, new_ticket_id
+from bot.values import ORDER_FACTS
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ class Turn:
 
     replies: list[Outbound]
     intent: str | None
-    state: dict[str, Any]
+    state: Conversation
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,15 @@ class DialogueManager:
         self,
         *,
         dialogue: Dialogue,
+        renderer: Renderer,
         store: Store,
         orders: OrderProvider,
         evidence: EvidenceStore,
         clock: Clock = utc_now,
     ) -> None:
         self.dialogue = dialogue
-        self.catalog: Catalog = dialogue.catalog
+        self.renderer = renderer
+        self.catalog = renderer.catalog
         self.store = store
         self.orders = orders
         self.evidence = evidence
@@ -93,7 +99,7 @@ class DialogueManager:
     async def handle_turn(self, inbound: Inbound) -> Turn:
         now = inbound.received_at or self.clock()
         async with self.store.turn(inbound.conversation_id) as turn:
-            state = turn.state
+            state = _loaded(turn.state)
             number = self.dialogue.order_number_for(state, inbound)
             facts = Facts(
                 now=now,
@@ -104,7 +110,7 @@ class DialogueManager:
             )
             outcome = self.dialogue.step(state, inbound, facts)
             replies = await self._finish(outcome, now, turn.writes)
-            turn.state = outcome.state
+            turn.state = outcome.state.dump()
         log.info(
             "turn conversation=%s intent=%s replies=%s",
             conversation_tag(inbound.conversation_id),
@@ -119,23 +125,25 @@ class DialogueManager:
         """A person's move; refused with a reason when the conversation is not in the right state."""
         now = self.clock()
         async with self.store.turn(conversation_id) as turn:
-            state = turn.state
+            state = _loaded(turn.state)
             if state is None:
                 return AgentResult(False, [], "no such conversation")
-            problem = _refusal(state["handoff"]["state"], action.kind)
+            problem = _refusal(state.handoff.state, action.kind)
             if problem:
                 return AgentResult(False, [], problem)
-            if action.kind == "claim" and not await self.queue.claim(conversation_id, action.agent):
+            order = await self._order(state.slots.order_number) if state.slots.verified else None
+            if action.kind == AgentMove.MACRO:
+                problem = self._macro_refusal(state, action.text, order)
+                if problem:
+                    return AgentResult(False, [], problem)
+            if action.kind == AgentMove.CLAIM and not await self.queue.claim(conversation_id, action.agent):
                 return AgentResult(False, [], "someone else claimed it first")
-            if action.kind in ("handback", "resolve"):
+            if action.kind in (AgentMove.HANDBACK, AgentMove.RESOLVE):
                 await self.queue.release(conversation_id)
-            if action.kind == "macro" and not self.catalog.has_key(f"macro_{action.text}"):
-                return AgentResult(False, [], f"no macro named {action.text!r}")
-            order = await self._order(state["slots"].get("order_number"))
             facts = Facts(now=now, order=order, ticket_id=new_ticket_id(now))
             outcome = self.dialogue.agent_step(state, action, facts)
             replies = await self._finish(outcome, now, turn.writes)
-            turn.state = outcome.state
+            turn.state = outcome.state.dump()
         await self._post(replies)
         return AgentResult(True, replies)
 
@@ -162,20 +170,20 @@ class DialogueManager:
         raised = []
         for entry in await self.queue.overdue(now):
             async with self.store.turn(entry.conversation_id) as turn:
-                state = turn.state
-                if state is None or state["handoff"]["state"] != "queued":
+                state = _loaded(turn.state)
+                if state is None or state.handoff.state != HandoffState.QUEUED:
                     continue
-                state["handoff"]["priority"] = "urgent"
-                if state.get("ticket"):
-                    state["ticket"]["priority"] = "urgent"
-                    self._stage_ticket(turn.writes, state["ticket"], state)
-                await self.queue.raise_priority(entry.conversation_id, "urgent")
-                turn.state = state
+                state.handoff.priority = Priority.URGENT
+                if state.ticket:
+                    state.ticket.priority = Priority.URGENT
+                    self._stage_ticket(turn.writes, state.ticket, state)
+                await self.queue.raise_priority(entry.conversation_id, Priority.URGENT)
+                turn.state = state.dump()
             raised.append(entry.conversation_id)
         return raised
 
-    async def conversation(self, conversation_id: str) -> dict[str, Any] | None:
-        return await self.store.get_json("conv", conversation_id)
+    async def conversation(self, conversation_id: str) -> Conversation | None:
+        return _loaded(await self.store.get_json("conv", conversation_id))
 
     # -- around the step ------------------------------------------------------------------------
 
@@ -185,9 +193,9 @@ class DialogueManager:
         replies = [self.render(state, reply) for reply in outcome.replies]
         for reply in replies:
             if reply.key != "agent_message":  # the agent's own words are in the transcript already
-                state["transcript"].append({"who": "bot", "text": reply.text, "at": now.isoformat()})
+                state.transcript = [*state.transcript, Said(who="bot", text=reply.text, at=now.isoformat())]
         # A turn may touch its ticket several times (opened, then escalated): write the last version once.
-        tickets = {e.ticket["id"]: e.ticket for e in outcome.effects if isinstance(e, SaveTicket)}
+        tickets = {e.ticket.id: e.ticket for e in outcome.effects if isinstance(e, SaveTicket)}
         for ticket in tickets.values():
             self._stage_ticket(writes, ticket, state)
         for effect in outcome.effects:
@@ -206,24 +214,28 @@ class DialogueManager:
                 await self._notify(effect.conversation_id, {"type": "customer_message", "text": effect.text})
         return replies
 
-    def render(self, state: dict[str, Any], reply: Reply) -> Outbound:
-        language = state.get("language") or self.catalog.default
+    def render(self, state: Conversation, reply: Reply) -> Outbound:
+        language = state.language or self.catalog.default
         if reply.key == "agent_message":
-            text = str(reply.values["text"])
+            text = str(reply.values["text"])  # a person's own words, never a template
         else:
-            text = self.catalog.render(language, reply.key, reply.values)
-        buttons = tuple(Button(p, self._label(language, p)) for p in reply.buttons)
-        return Outbound(state["id"], reply.key, text, language, buttons)
+            text = self.renderer.text(language, reply.key, reply.values)
+        buttons = tuple(Button(p, self.renderer.button_label(language, p)) for p in reply.buttons)
+        return Outbound(state.id, reply.key, text, language, buttons)
 
-    def _label(self, language: str, payload: str) -> str:
-        if payload.startswith("csat:"):
-            return "⭐" * int(payload.split(":")[1])
-        return self.catalog.button_label(language, payload)
+    def _macro_refusal(self, state: Conversation, name: str, order: Order | None) -> str:
+        key = f"macro_{name}"
+        if not self.catalog.has_key(key):
+            return f"no macro named {name!r}"
+        if order is None and needs_order(self.catalog, state.language or self.catalog.default, key, ORDER_FACTS):
+            return f"macro {name!r} states order facts, and this conversation has no verified order"
+        return ""
 
-    def _stage_ticket(self, writes: Pipeline, ticket: dict[str, Any], state: dict[str, Any]) -> None:
-        self.tickets.stage(writes, {**ticket, "transcript": state.get("transcript", [])[-50:]})
+    def _stage_ticket(self, writes: Pipeline, ticket: Ticket, state: Conversation) -> None:
+        transcript = [line.model_dump() for line in state.transcript[-50:]]
+        self.tickets.stage(writes, {**ticket.model_dump(mode="json"), "transcript": transcript})
 
-    async def _order(self, number: str | None) -> Any:
+    async def _order(self, number: str | None) -> Order | None:
         if not number:
             return None
         try:
@@ -244,6 +256,10 @@ class DialogueManager:
                 await result
 
 
+def _loaded(data: dict[str, Any] | None) -> Conversation | None:
+    return None if data is None else Conversation.load(data)
+
+
 def _outbound(data: dict[str, Any]) -> Outbound:
     buttons = tuple(Button(**b) for b in data.pop("buttons", []))
     return Outbound(**data, buttons=buttons)
@@ -257,11 +273,11 @@ def conversation_tag(conversation_id: str) -> str:
 def _refusal(handoff_state: str, action: str) -> str:
     """Why a person's move does not fit the conversation's handoff state ('' when it does)."""
     allowed = {
-        "claim": ("queued",),
-        "reply": ("assigned",),
-        "macro": ("assigned",),
-        "handback": ("assigned",),
-        "resolve": ("assigned", "queued"),
+        AgentMove.CLAIM: (HandoffState.QUEUED,),
+        AgentMove.REPLY: (HandoffState.ASSIGNED,),
+        AgentMove.MACRO: (HandoffState.ASSIGNED,),
+        AgentMove.HANDBACK: (HandoffState.ASSIGNED,),
+        AgentMove.RESOLVE: (HandoffState.ASSIGNED, HandoffState.QUEUED),
     }
     if action not in allowed:
         return f"unknown action {action!r}"

@@ -184,6 +184,7 @@ class ScriptRunner:
         max_bytes, max_pixels = self.brain.dialogue.policy.evidence_limits
         manager = DialogueManager(
             dialogue=self.brain.dialogue,
+            renderer=self.brain.renderer,
             store=self.store.with_prefix(f"as:script:{secrets.token_hex(6)}:"),
             orders=StaticOrders(script.orders),
             evidence=EvidenceStore(self.evidence_dir, max_bytes=max_bytes, max_pixels=max_pixels),
@@ -283,7 +284,8 @@ async def _check(
         problems.append(f"customer_receives: {expect['customer_receives']!r} was not delivered")
     if "intent" in expect and intent != expect["intent"]:
         problems.append(f"intent: expected {expect['intent']}, got {intent}")
-    state = await manager.conversation(conversation_id) or {}
+    conversation = await manager.conversation(conversation_id)
+    state = conversation.dump() if conversation else {}
     if "language" in expect and state.get("language") != expect["language"]:
         problems.append(f"language: expected {expect['language']}, got {state.get('language')}")
     problems += _fields("slots", expect.get("slots"), state.get("slots") or {})

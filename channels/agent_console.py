@@ -125,24 +125,24 @@ class AgentConsole:
         if state is None:
             self.say(f"no conversation {visible(conversation_id)}")
             return
-        slots, handoff = state["slots"], state["handoff"]
-        self.say(f"Conversation {visible(conversation_id)} ({state['channel']}, language {state.get('language')})")
-        self.say(f"  handoff: {handoff['state']} / {handoff.get('reason')} / {handoff.get('priority')}")
-        order = await self.manager.orders.get(slots["order_number"]) if slots.get("order_number") else None
-        if order and slots.get("verified"):
+        slots, handoff = state.slots, state.handoff
+        self.say(f"Conversation {visible(conversation_id)} ({state.channel}, language {state.language})")
+        self.say(f"  handoff: {handoff.state} / {handoff.reason} / {handoff.priority}")
+        order = await self.manager.orders.get(slots.order_number) if slots.order_number else None
+        if order and slots.verified:
             items = ", ".join(f"{i.get('qty', 1)}× {i.get('name', i.get('sku', '?'))}" for i in order.items)
             self.say(
                 f"  verified order {order.number}: {order.status}, {order.total} {order.currency}, market "
                 f"{order.market}, delivered {order.delivered_at or '-'}, {order.carrier} {order.tracking} — {items}"
             )
-        elif slots.get("order_number"):
-            self.say(f"  order {visible(slots['order_number'])} (not verified: do not disclose order details)")
-        for ref in state.get("photo_refs") or []:
+        elif slots.order_number:
+            self.say(f"  order {visible(slots.order_number)} (not verified: do not disclose order details)")
+        for ref in state.photo_refs:
             self.say(f"  photo: {self.manager.evidence.folder / ref}")
-        if state.get("ticket"):
-            self.say(f"  ticket: {format_ticket_line(state['ticket'])}")
-        for entry in state.get("transcript", [])[-30:]:
-            self.say(f"    {entry['at'][11:16]} {entry['who']:>8}: {visible(entry['text'])}")
+        if state.ticket:
+            self.say(f"  ticket: {format_ticket_line(state.ticket.model_dump(mode='json'))}")
+        for entry in state.transcript[-30:]:
+            self.say(f"    {entry.at[11:16]} {entry.who:>8}: {visible(entry.text)}")
 
     async def act(self, conversation_id: str, action: AgentAction) -> None:
         result = await self.manager.agent(conversation_id, action)

@@ -35,7 +35,7 @@ def test_an_agent_lists_claims_reads_replies_and_resolves(make_manager, run):
     text = out.getvalue()
     assert "We are sending a new mug today." in text and "macro_replacement_sent" in text and "csat_ask" in text
     state = run(manager.conversation("console:c1"))
-    assert state["handoff"]["state"] == "resolved" and state["ticket"]["status"] == "resolved"
+    assert state.handoff.state == "resolved" and state.ticket.status == "resolved"
 
 
 def test_customer_text_cannot_drive_the_terminal(make_manager, run):

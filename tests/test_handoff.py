@@ -52,7 +52,7 @@ def test_a_queued_conversation_past_its_sla_becomes_urgent(make_manager, run):
     assert run(manager.tick(NOW + timedelta(minutes=59))) == []
     assert run(manager.tick(NOW + timedelta(minutes=61))) == ["console:c1"]
     state = run(manager.conversation("console:c1"))
-    assert state["handoff"]["priority"] == "urgent"
+    assert state.handoff.priority == "urgent"
     assert run(manager.queue.waiting())[0].priority == "urgent"
 
 

@@ -21,9 +21,9 @@ def test_fifty_concurrent_messages_to_one_conversation_lose_no_update(make_manag
         return await manager.conversation("console:c1")
 
     state = run(burst())
-    said = [e["text"] for e in state["transcript"] if e["who"] == "customer"]
+    said = [e.text for e in state.transcript if e.who == "customer"]
     assert sorted(said) == sorted(f"hello number {i}" for i in range(50))
-    assert len(state["seen"]) == 50
+    assert len(state.seen) == 50
 
 
 def test_two_workers_on_one_server_still_take_turns(brain, store, make_manager, run):
@@ -42,7 +42,7 @@ def test_two_workers_on_one_server_still_take_turns(brain, store, make_manager, 
         return await first.conversation("console:c1")
 
     state = run(burst())
-    assert len([e for e in state["transcript"] if e["who"] == "customer"]) == 20
+    assert len([e for e in state.transcript if e.who == "customer"]) == 20
 
 
 def test_conversation_keys_carry_the_configured_ttl(make_manager, store, run):

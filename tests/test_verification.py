@@ -35,7 +35,7 @@ def test_no_flow_reveals_anything_before_verification(make_manager, run, flow):
     leaked = [s for s in SECRETS if any(s in text for text in said)]
     assert leaked == []
     state = run(manager.conversation("console:c1"))
-    assert state["slots"]["verified"] is False
+    assert state.slots.verified is False
 
 
 def test_the_leak_check_sees_details_once_the_customer_is_verified(make_manager, run):
@@ -64,7 +64,7 @@ def test_three_failures_on_one_order_number_lock_it_for_every_conversation(make_
     keys = [r.key for r in replies]
     assert "verification_locked" in keys and "order_status" not in keys
     state = run(manager.conversation("console:owner"))
-    assert state["handoff"]["reason"] == "verification_locked"
+    assert state.handoff.reason == "verification_locked"
 
 
 def test_correcting_the_order_number_asks_for_proof_again_without_counting_a_failure(make_manager, run):
@@ -73,4 +73,4 @@ def test_correcting_the_order_number_asks_for_proof_again_without_counting_a_fai
     replies = run(manager.handle(message("sorry, it is SO-10024", received_at=NOW)))
     keys = [r.key for r in replies]
     assert "ask_verification" in keys and "verification_failed" not in keys
-    assert run(manager.conversation("console:c1"))["failures"] == 0
+    assert run(manager.conversation("console:c1")).failures == 0

@@ -1,0 +1,128 @@
+"""The conversation with people: handing off to the human queue, relaying while queued or
+assigned, and the agents' moves (claim, reply, macro, hand back, resolve)."""
+
+from __future__ import annotations
+
+import re
+
+from bot.contracts import CSAT_BUTTONS, AgentMove, HandoffState, Priority, TicketStatus
+from bot.dialogue import flow
+from bot.dialogue.outcome import AgentAction, Enqueue, RaisePriority, RelayToAgent
+from bot.dialogue.tickets import open_ticket, update_ticket
+from bot.dialogue.turn import Turn
+from bot.state import Handoff
+from bot.values import Minutes, Moment, OpeningHours, order_values
+
+
+def hand_off(turn: Turn, reason: str, priority: str, rule: str) -> None:
+    """Queue the conversation for a person and tell the customer when to expect one."""
+    state, now = turn.state, turn.facts.now
+    state.slots.reason = state.slots.reason or reason
+    minutes = turn.d.policy.sla_minutes(state.channel, _market(turn))
+    hours = turn.d.policy.service_hours
+    deadline = hours.add_service_minutes(now, minutes).isoformat()
+    state.handoff = Handoff(state=HandoffState.QUEUED, reason=reason, priority=priority)
+    state.told_waiting = False
+    state.fallbacks = state.failures = 0
+    state.dispute = None
+    flow.leave(turn)
+    if hours.is_open(now):
+        turn.say("handoff_queued", wait=Minutes(minutes))
+    else:
+        turn.say("handoff_outside_hours", hours=OpeningHours(), opens_at=Moment(hours.next_opening(now)))
+    if state.ticket is None:
+        open_ticket(turn, state.flow_intent or turn.intent or "talk_to_human", TicketStatus.ESCALATED)
+    update_ticket(turn, (reason, rule), status=TicketStatus.ESCALATED, priority=priority, sla_deadline=deadline)
+    turn.effects.append(Enqueue(state.id, reason, priority, deadline))
+
+
+def hand_off_by_rule(turn: Turn, reason: str, rule_name: str | None = None) -> None:
+    """Hand off with the priority the escalation rules give this reason."""
+    rule = turn.d.rules.first((), {reason})
+    priority = rule.priority if rule else turn.d.rules.priority_of(reason)
+    hand_off(turn, reason, priority, rule_name or (rule.name if rule else f"flow:{turn.state.flow_intent}"))
+
+
+def relay(turn: Turn) -> None:
+    """Queued or assigned: the customer talks to people; the bot only passes messages on."""
+    state = turn.state
+    turn.effects.append(RelayToAgent(state.id, transcript_text(turn)))
+    understanding = turn.d.recognizer.understand(turn.text, turn.language) if turn.text else None
+    turn.intent = understanding.intent if understanding else None
+    photos = turn.accepted_photos()
+    if photos:
+        state.photo_refs = [*state.photo_refs, *photos]
+        update_ticket(turn, photo_refs=state.photo_refs)
+    rule = turn.d.rules.first(understanding.signals) if understanding else None
+    if rule and Priority.rank_of(rule.priority) > Priority.rank_of(state.handoff.priority):
+        state.handoff.priority = rule.priority  # a legal threat in the queue jumps ahead
+        turn.effects.append(RaisePriority(state.id, rule.priority))
+        update_ticket(turn, (rule.reason, rule.name), priority=rule.priority)
+    if state.handoff.state == HandoffState.QUEUED and not state.told_waiting:
+        state.told_waiting = True
+        turn.say("handoff_waiting")
+
+
+def agent_move(turn: Turn, action: AgentAction) -> None:
+    handoff = turn.state.handoff
+    if action.kind == AgentMove.CLAIM:
+        handoff.state, handoff.agent = HandoffState.ASSIGNED, action.agent
+        turn.record("system", f"{action.agent} joined")
+        turn.say("agent_joined", agent=action.agent)
+    elif action.kind == AgentMove.REPLY:
+        turn.record("agent", action.text)
+        turn.say("agent_message", text=action.text)
+    elif action.kind == AgentMove.MACRO:
+        order = turn.verified_order()
+        refund_days = turn.d.policy.refund_days
+        values = order_values(order, refund_days) if order else {"refund_days": refund_days}
+        turn.say(f"macro_{action.text}", **values)
+    elif action.kind == AgentMove.HANDBACK:
+        handoff.state, handoff.agent = HandoffState.NONE, None
+        update_ticket(turn, status=TicketStatus.OPEN)
+        turn.say("handoff_ended")
+    elif action.kind == AgentMove.RESOLVE:
+        handoff.state, handoff.agent = HandoffState.RESOLVED, None
+        update_ticket(turn, status=TicketStatus.RESOLVED, resolved_at=turn.facts.now.isoformat())
+        turn.state.csat_for = turn.state.ticket.id if turn.state.ticket else None
+        turn.say("csat_ask", buttons=CSAT_BUTTONS)
+
+
+def transcript_text(turn: Turn) -> str:
+    """The customer's message as the transcript and the agent see it."""
+    parts = [turn.text] if turn.text else []
+    if turn.inbound.button:
+        parts.append(f"[button: {turn.inbound.button}]")
+    parts += [f"[{a.kind}]" for a in turn.inbound.attachments]
+    return " ".join(parts)
+
+
+def _market(turn: Turn) -> str:
+    """Where the customer most likely is, for the SLA: the order's market, else the phone's
+    country, else the language's most likely market."""
+    order = turn.verified_order()
+    if order and order.market:
+        return order.market
+    if turn.state.verified_phone:
+        return country_of_phone(turn.state.verified_phone)
+    return _LANGUAGE_MARKET.get(turn.language, "")
+
+
+def country_of_phone(phone: str) -> str:
+    digits = re.sub(r"\D", "", phone)
+    for length in (3, 2, 1):
+        if digits[:length] in _PHONE_PREFIX:
+            return _PHONE_PREFIX[digits[:length]]
+    return ""
+
+
+_LANGUAGE_MARKET = {
+    "en": "GB", "es": "ES", "pt": "BR", "fr": "FR", "de": "DE", "it": "IT",
+    "ru": "RU", "zh": "CN", "ja": "JP", "ko": "KR", "th": "TH", "ar": "SA",
+}  # fmt: skip
+_PHONE_PREFIX = {
+    "1": "US", "7": "RU", "33": "FR", "34": "ES", "39": "IT", "44": "GB", "49": "DE", "52": "MX",
+    "55": "BR", "66": "TH", "81": "JP", "82": "KR", "86": "CN", "351": "PT", "966": "SA", "971": "AE",
+    "31": "NL", "32": "BE", "41": "CH", "43": "AT", "48": "PL", "54": "AR", "56": "CL", "57": "CO",
+    "61": "AU", "65": "SG", "852": "HK", "886": "TW", "91": "IN", "20": "EG",
+}  # fmt: skip
