@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 
@@ -58,6 +64,35 @@ def test_unsupported_language_falls_back_to_the_default(detector):
     assert language == "en"
 
 
-def test_detection_is_deterministic(detector):
-    results = {detector.detect("obrigado pela ajuda").language for _ in range(20)}
-    assert results == {"pt"}
+# Detects every bench message twice in one process: a fresh conversation and an ongoing English one.
+_DETECT_ALL = """
+import json, pathlib
+from bot.app import load_brain
+from bot.config import Settings
+detector = load_brain(Settings.from_env()).dialogue.detector
+rows = [json.loads(line) for path in sorted(pathlib.Path("bench/data/langid").glob("*.jsonl"))
+        for line in path.open(encoding="utf-8") if line.strip()]
+print(json.dumps([[detector.detect(r["text"]).language, detector.decide(r["text"], "en", None, "en")] for r in rows]))
+"""
+
+
+def test_detection_does_not_depend_on_the_hash_seed():
+    """The lexicon lives in sets, whose order changes from one process to the next with the hash
+    seed; scores summed in that order must still give every message the same language."""
+    root = Path(__file__).parent.parent
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _DETECT_ALL],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in ("1", "2")
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    first, second = (json.loads(out) for out, _ in outputs)
+    assert len(first) > 1000
+    assert [i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b] == []
