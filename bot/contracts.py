@@ -46,7 +46,9 @@ class Priority(StrEnum):
     @classmethod
     def rank_of(cls, value: str | None) -> int:
         """The rank of a stored priority; unknown or missing ranks lowest."""
-        return cls(value).rank if value in cls._value2member_map_ else 0
+        if value is None or value not in cls._value2member_map_:
+            return 0
+        return cls(value).rank
 
 
 _PRIORITY_ORDER = (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT)

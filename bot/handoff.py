@@ -11,9 +11,8 @@ from datetime import datetime
 
 from redis.asyncio.client import Pipeline
 
+from bot.contracts import HandoffState, Priority
 from bot.store import Store
-
-_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 
 _CLAIM = """
 if redis.call('hget', KEYS[1], 'state') ~= 'queued' then return 0 end
@@ -36,7 +35,7 @@ class QueueEntry:
 
 def _score(priority: str, enqueued_at: datetime) -> float:
     # Lower scores come first: higher priority, then earlier arrival.
-    return (3 - _RANK.get(priority, 1)) * 1e13 + enqueued_at.timestamp() * 1000
+    return (Priority.URGENT.rank - Priority.rank_of(priority)) * 1e13 + enqueued_at.timestamp() * 1000
 
 
 class HumanQueue:
@@ -57,7 +56,7 @@ class HumanQueue:
             "conversation_id": conversation_id,
             "reason": reason,
             "priority": priority,
-            "state": "queued",
+            "state": HandoffState.QUEUED.value,
             "enqueued_at": now.isoformat(),
             "deadline": deadline,
             "agent": "",
@@ -88,26 +87,26 @@ class HumanQueue:
         """Queued conversations, the one to take next first."""
         ids = await self.store.redis.zrange(self._queue, 0, -1)
         entries = [await self.get(cid) for cid in ids]
-        return [e for e in entries if e is not None and e.state == "queued"]
+        return [e for e in entries if e is not None and e.state == HandoffState.QUEUED]
 
     async def assigned(self) -> list[QueueEntry]:
         entries = []
         async for key in self.store.redis.scan_iter(match=self.store.key("queue", "entry", "*"), count=500):
             raw = await self.store.redis.hgetall(key)
-            if raw and raw.get("state") == "assigned":
+            if raw and raw.get("state") == HandoffState.ASSIGNED:
                 entries.append(_entry(raw))
         return entries
 
     async def overdue(self, now: datetime) -> list[QueueEntry]:
         """Queued entries past their first-response deadline that are not urgent yet."""
-        return [e for e in await self.waiting() if e.deadline <= now and e.priority != "urgent"]
+        return [e for e in await self.waiting() if e.deadline <= now and e.priority != Priority.URGENT]
 
     async def raise_priority(self, conversation_id: str, priority: str) -> None:
         entry = await self.get(conversation_id)
         if entry is None:
             return
         await self.store.redis.hset(self._entry_key(conversation_id), "priority", priority)
-        if entry.state == "queued":
+        if entry.state == HandoffState.QUEUED:
             await self.store.redis.zadd(self._queue, {conversation_id: _score(priority, entry.enqueued_at)})
 
 

@@ -28,14 +28,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
 from bot.catalog import Catalog
-
-INTENTS = (
-    "greet", "track_order", "return_item", "exchange_item", "refund_status", "damaged_item",
-    "wrong_item", "customs_duties", "talk_to_human", "complaint", "goodbye", "other",
-)  # fmt: skip
-# Keyword lists every locale may define, and the lists of choices under `resolution`.
-SIGNALS = ("human", "legal", "abuse", "dispute", "done")
-CHOICES = ("refund", "replacement", "repair", "exchange", "partial_refund")
+from bot.contracts import INTENTS, RESOLUTIONS, SIGNALS
 
 _VECTORIZER: dict[str, Any] = {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True, "min_df": 1}
 # A linear SVM: as accurate here as logistic regression (macro-F1 within 0.01) and 20x faster to train.
@@ -206,7 +199,7 @@ class IntentRecognizer:
             for name in SIGNALS:
                 lists[name].extend(locale.keywords.get(name) or [])
             resolution = locale.keywords.get("resolution") or {}
-            self._choices[code] = KeywordRules({c: resolution.get(c) or [] for c in CHOICES})
+            self._choices[code] = KeywordRules({c: resolution.get(c) or [] for c in RESOLUTIONS})
         self.rules = KeywordRules(lists)
 
     def understand(self, text: str, language: str) -> Understanding:

@@ -53,7 +53,7 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
-class Turn:
+class TurnResult:
     """What a turn produced: replies for the customer, and what the core understood."""
 
     replies: list[Outbound]
@@ -96,7 +96,7 @@ class DialogueManager:
         """One customer message in, the bot's replies out."""
         return (await self.handle_turn(inbound)).replies
 
-    async def handle_turn(self, inbound: Inbound) -> Turn:
+    async def handle_turn(self, inbound: Inbound) -> TurnResult:
         now = inbound.received_at or self.clock()
         async with self.store.turn(inbound.conversation_id) as turn:
             state = _loaded(turn.state)
@@ -117,7 +117,7 @@ class DialogueManager:
             outcome.intent,
             ",".join(r.key for r in replies),
         )
-        return Turn(replies, outcome.intent, outcome.state)
+        return TurnResult(replies, outcome.intent, outcome.state)
 
     # -- people ------------------------------------------------------------------------------
 
@@ -279,8 +279,9 @@ def _refusal(handoff_state: str, action: str) -> str:
         AgentMove.HANDBACK: (HandoffState.ASSIGNED,),
         AgentMove.RESOLVE: (HandoffState.ASSIGNED, HandoffState.QUEUED),
     }
-    if action not in allowed:
+    move = AgentMove(action) if action in AgentMove._value2member_map_ else None
+    if move is None:
         return f"unknown action {action!r}"
-    if handoff_state not in allowed[action]:
+    if handoff_state not in allowed[move]:
         return f"cannot {action}: the conversation is {handoff_state}"
     return ""

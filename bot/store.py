@@ -112,7 +112,7 @@ class Store:
     # -- one turn at a time per conversation ---------------------------------------------
 
     @asynccontextmanager
-    async def turn(self, conversation_id: str) -> AsyncIterator[Turn]:
+    async def turn(self, conversation_id: str) -> AsyncIterator[HeldConversation]:
         """Hold the conversation's lock, yield its state, save it on exit.
 
         A local asyncio lock queues turns of this process without polling; the Redis lock
@@ -131,7 +131,7 @@ class Store:
                     break
                 await asyncio.sleep(delay)  # another worker holds it: back off briefly
                 delay = min(delay * 2, 0.05)
-            turn = Turn(None if raw is None else json.loads(raw), self.redis.pipeline(transaction=False))
+            turn = HeldConversation(None if raw is None else json.loads(raw), self.redis.pipeline(transaction=False))
             try:
                 yield turn
             except BaseException:
@@ -159,7 +159,7 @@ class Store:
                 self._local_locks[conversation_id] = (lock, users - 1)
 
 
-class Turn:
+class HeldConversation:
     """One conversation during a turn: set `state` to what should be saved, and queue other
     writes on `writes`; both are sent together when the turn ends (and the lock is released)."""
 

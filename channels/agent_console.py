@@ -12,6 +12,7 @@ import sys
 from datetime import datetime
 from typing import Any, TextIO
 
+from bot.contracts import HandoffState
 from bot.dialogue import AgentAction
 from bot.manager import DialogueManager
 
@@ -114,7 +115,7 @@ class AgentConsole:
         now = self.manager.clock()
         for n, entry in enumerate([*waiting, *mine], 1):
             age = int((now - entry.enqueued_at).total_seconds() // 60)
-            due = "OVERDUE" if entry.deadline <= now and entry.state == "queued" else f"due {entry.deadline:%H:%M}"
+            due = "OVERDUE" if entry.deadline <= now and entry.state == HandoffState.QUEUED else f"due {entry.deadline:%H:%M}"
             self.say(
                 f"{n:>3}. {entry.state:<8} {entry.priority:<7} {entry.reason:<20} {age:>4} min  {due:<10} "
                 f"{visible(entry.conversation_id)}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.contracts import HandoffState
+from bot.contracts import HandoffState, TicketStatus
 from bot.dialogue.turn import Turn
 
 
@@ -11,7 +11,7 @@ def start(turn: Turn, intent: str) -> None:
     if intent != state.flow:
         state.slots.photos = 0
         state.slots.resolution = None
-        if state.ticket and state.ticket.status == "resolved":
+        if state.ticket and state.ticket.status == TicketStatus.RESOLVED:
             state.ticket = None  # a new request after a closed case gets a case of its own
     state.flow = state.flow_intent = intent
     state.step, state.waiting, state.dispute = 0, False, None

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import re
 
-from bot.contracts import CSAT_BUTTONS, AgentMove, HandoffState, Priority, TicketStatus
+from bot.contracts import CSAT_BUTTONS, AgentMove, HandoffState, Priority, Reason, TicketStatus
 from bot.dialogue import flow
 from bot.dialogue.outcome import AgentAction, Enqueue, RaisePriority, RelayToAgent
 from bot.dialogue.tickets import open_ticket, update_ticket
 from bot.dialogue.turn import Turn
 from bot.state import Handoff
-from bot.values import Minutes, Moment, OpeningHours, order_values
+from bot.values import Minutes, Moment, OpeningHours, Value, order_values
 
 
 def hand_off(turn: Turn, reason: str, priority: str, rule: str) -> None:
     """Queue the conversation for a person and tell the customer when to expect one."""
     state, now = turn.state, turn.facts.now
-    state.slots.reason = state.slots.reason or reason
+    state.slots.reason = state.slots.reason or Reason(reason)
     minutes = turn.d.policy.sla_minutes(state.channel, _market(turn))
     hours = turn.d.policy.service_hours
     deadline = hours.add_service_minutes(now, minutes).isoformat()
-    state.handoff = Handoff(state=HandoffState.QUEUED, reason=reason, priority=priority)
+    state.handoff = Handoff(state=HandoffState.QUEUED, reason=Reason(reason), priority=Priority(priority))
     state.told_waiting = False
     state.fallbacks = state.failures = 0
     state.dispute = None
@@ -55,7 +55,7 @@ def relay(turn: Turn) -> None:
         update_ticket(turn, photo_refs=state.photo_refs)
     rule = turn.d.rules.first(understanding.signals) if understanding else None
     if rule and Priority.rank_of(rule.priority) > Priority.rank_of(state.handoff.priority):
-        state.handoff.priority = rule.priority  # a legal threat in the queue jumps ahead
+        state.handoff.priority = Priority(rule.priority)  # a legal threat in the queue jumps ahead
         turn.effects.append(RaisePriority(state.id, rule.priority))
         update_ticket(turn, (rule.reason, rule.name), priority=rule.priority)
     if state.handoff.state == HandoffState.QUEUED and not state.told_waiting:
@@ -75,8 +75,8 @@ def agent_move(turn: Turn, action: AgentAction) -> None:
     elif action.kind == AgentMove.MACRO:
         order = turn.verified_order()
         refund_days = turn.d.policy.refund_days
-        values = order_values(order, refund_days) if order else {"refund_days": refund_days}
-        turn.say(f"macro_{action.text}", **values)
+        values: dict[str, Value] = order_values(order, refund_days) if order else {"refund_days": refund_days}
+        turn.tell(f"macro_{action.text}", values)
     elif action.kind == AgentMove.HANDBACK:
         handoff.state, handoff.agent = HandoffState.NONE, None
         update_ticket(turn, status=TicketStatus.OPEN)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.contracts import Priority, TicketStatus
+from bot.contracts import Priority, Reason, TicketStatus
 from bot.dialogue.outcome import SaveTicket
 from bot.dialogue.turn import Turn
 from bot.state import Ticket, TicketReason
@@ -41,7 +41,7 @@ def update_ticket(turn: Turn, reason: tuple[str, str] | None = None, **fields: A
         return
     ticket = turn.state.ticket.model_copy(update=fields)
     if reason:
-        entry = TicketReason(reason=reason[0], rule=reason[1], at=turn.facts.now.isoformat())
+        entry = TicketReason(reason=Reason(reason[0]), rule=reason[1], at=turn.facts.now.isoformat())
         ticket.reasons = [*ticket.reasons, entry]
     turn.state.ticket = ticket
     turn.effects.append(SaveTicket(ticket))

@@ -63,6 +63,10 @@ class Turn:
     def say(self, key: str, buttons: tuple[str, ...] = (), **values: Value) -> None:
         self.replies.append(Reply(key, values, buttons))
 
+    def tell(self, key: str, values: dict[str, Value]) -> None:
+        """Say `key` with a prepared set of values (an order's facts)."""
+        self.replies.append(Reply(key, dict(values)))
+
     def record(self, who: str, text: str) -> None:
         entry = Said(who=who, text=text, at=self.facts.now.isoformat())
         self.state.transcript = [*self.state.transcript[-(TRANSCRIPT_LIMIT - 1) :], entry]

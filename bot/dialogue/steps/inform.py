@@ -19,5 +19,5 @@ class Inform(Step):
     def run(self, turn: Turn) -> bool:
         order = turn.verified_order()
         if order is not None:  # never reached unverified; if it were, nothing about any order is said
-            turn.say(self.inform, **order_values(order, turn.d.policy.refund_days))
+            turn.tell(self.inform, order_values(order, turn.d.policy.refund_days))
         return True

@@ -60,11 +60,11 @@ class Ticket(Step):
                 )
             elif key == "refund_route":
                 if slots.resolution in _REFUNDS:
-                    turn.say(key, **values)
+                    turn.tell(key, values)
                     if _LOCAL_CURRENCY.get(order.market, order.currency) != order.currency:
-                        turn.say("refund_fx_note", **values)
+                        turn.tell("refund_fx_note", values)
             else:
-                turn.say(key, **values)
+                turn.tell(key, values)
         if policy.is_high_value(order.total, order.currency):
             turn.events.add(Event.HIGH_VALUE_TICKET)
             rule = turn.d.rules.first((), turn.events)
