@@ -36,6 +36,7 @@ def test_exif_is_stripped_and_orientation_applied(evidence, tmp_path, run):
     exif[0x010F] = "SecretCam"  # camera make
     out = io.BytesIO()
     image.save(out, format="JPEG", exif=exif)
+    assert b"SecretCam" in out.getvalue()  # the upload does carry it
     check = run(evidence.check(attach(out.getvalue())))
     with Image.open(tmp_path / check.ref) as stored:
         assert stored.size == (100, 300)  # upright now
