@@ -107,3 +107,9 @@ def default_orders(settings: Settings) -> OrderProvider:
         return HttpOrders(settings.orders_url, auth_header=settings.orders_auth, timeout=settings.orders_timeout)
     path = settings.orders_file or settings.dialogues_dir / "sample_orders.yml"
     return StaticOrders.from_file(path) if path.exists() else StaticOrders()
+
+
+def uses_sample_orders(settings: Settings) -> bool:
+    """True when no shop orders are configured (neither an API nor a file), so `default_orders`
+    falls back to the sample orders in the dialogues folder."""
+    return not settings.orders_url and settings.orders_file is None

@@ -13,10 +13,26 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from bot.app import uses_sample_orders
+from bot.config import Settings, shipped_folder
 from bot.manager import DialogueManager
 from bot.messages import Attachment, Inbound, Outbound
 
 HELP = "Type a message. Commands: /photo PATH, /button PAYLOAD, /lang CODE, /quit"
+YOUR_OWN = "Set AFTERSALES_ORDERS (a file) or AFTERSALES_ORDERS_URL (your order API) for your own."
+
+
+def orders_notice(settings: Settings) -> str | None:
+    """What a chat says first when no shop orders are configured: which orders it knows, and
+    how to try them. None when the shop's own orders are used."""
+    if not uses_sample_orders(settings):
+        return None
+    path = settings.dialogues_dir / "sample_orders.yml"
+    if not path.is_file():
+        return f"No orders configured and no {path}: every order number is unknown. {YOUR_OWN}"
+    if settings.dialogues_dir == shipped_folder("dialogues"):
+        return f"Using the sample orders (dialogues/sample_orders.yml): try SO-10023 with sato@example.jp. {YOUR_OWN}"
+    return f"Using the sample orders in {path}. {YOUR_OWN}"
 
 
 def render(reply: Outbound) -> str:
@@ -46,10 +62,20 @@ def parse_line(line: str, *, conversation_id: str, user_id: str, hint: str | Non
     return Inbound("console", conversation_id, user_id, text=line, locale_hint=hint)
 
 
-async def chat(manager: DialogueManager, *, user: str | None = None, stdin: TextIO = sys.stdin) -> None:
-    """Talk to the bot as a customer until /quit or end of input."""
+async def chat(
+    manager: DialogueManager,
+    *,
+    user: str | None = None,
+    stdin: TextIO = sys.stdin,
+    settings: Settings | None = None,
+) -> None:
+    """Talk to the bot as a customer until /quit or end of input. `settings` (read from the
+    environment when not given) only decide the first line: whether the sample orders are in use."""
     user_id = user or getpass.getuser()
     conversation_id = f"console:{user_id}"
+    notice = orders_notice(settings or Settings.from_env())
+    if notice:
+        print(notice, flush=True)
     print(HELP, flush=True)
     relay = asyncio.create_task(_show_agent_messages(manager, conversation_id))
     try:

@@ -8,16 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bot.app import uses_sample_orders
+from bot.config import Settings
+
 HERE = Path(__file__).parent
 
 
 def aftersales(
-    *args: str, stdin: str = "", cwd: Path | None = None, data: Path | None = None
+    *args: str, stdin: str = "", cwd: Path | None = None, data: Path | None = None, **variables: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    """Run the command in a clean environment: none of the caller's AFTERSALES_* settings or
+    REDIS_URL, except the test session's model cache (tests/conftest.py), plus `variables`."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("AFTERSALES_")}
+    env["AFTERSALES_CACHE"] = os.environ["AFTERSALES_CACHE"]
     env["PYTHONPATH"] = str(HERE.parent)  # the checkout under test, whatever the working directory
     if data is not None:
         env["AFTERSALES_DATA"] = str(data)
+    env.update(variables)
     return subprocess.run(
         [sys.executable, "-m", "channels.cli", *args],
         input=stdin,
@@ -83,3 +90,28 @@ def test_tickets_list_and_show_read_what_a_chat_created(tmp_path):
     shown = aftersales("tickets", "show", ticket_id, cwd=tmp_path, data=tmp_path)
     assert "customer_request" in shown.stdout and "I want to speak to a real person" in shown.stdout
     assert aftersales("tickets", "show", "AS-0000-NOPE0", cwd=tmp_path, data=tmp_path).returncode == 1
+
+
+def test_chat_says_first_when_it_uses_the_sample_orders(tmp_path):
+    chat = aftersales("chat", "--user", "sample-test", stdin="/quit\n", cwd=tmp_path, data=tmp_path)
+    assert chat.returncode == 0, chat.stderr
+    first = chat.stdout.splitlines()[0]
+    assert first.startswith("Using the sample orders (dialogues/sample_orders.yml)")
+    assert "SO-10023" in first and "sato@example.jp" in first and "AFTERSALES_ORDERS" in first
+
+
+def test_chat_with_the_shops_own_orders_starts_with_the_help_line(tmp_path):
+    orders = tmp_path / "orders.yml"
+    orders.write_text("orders:\n  - {number: SO-77777, email: a@example.com}\n", encoding="utf-8")
+    chat = aftersales(
+        "chat", "--user", "own-test", stdin="/quit\n", cwd=tmp_path, data=tmp_path, AFTERSALES_ORDERS=str(orders)
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.splitlines()[0].startswith("Type a message.")
+    assert "sample" not in chat.stdout
+
+
+def test_only_a_shop_without_orders_file_or_api_uses_the_sample_orders():
+    assert uses_sample_orders(Settings())
+    assert not uses_sample_orders(Settings(orders_file=Path("shop-orders.yml")))
+    assert not uses_sample_orders(Settings(orders_url="https://shop.example/api/orders/{number}"))
