@@ -83,3 +83,14 @@ def test_a_legal_threat_while_queued_moves_the_conversation_up(make_manager, run
     waiting = run(manager.queue.waiting())
     assert [e.conversation_id for e in waiting] == ["console:second", "console:first"]
     assert waiting[0].priority == "high"
+
+
+def test_a_macro_stating_order_facts_is_refused_without_a_verified_order(make_manager, run):
+    """Never "the refund of  for order  has been approved": the agent is told why instead."""
+    manager = make_manager(clock=lambda: NOW)
+    run(manager.handle(message("I want to talk to a real person", received_at=NOW)))
+    assert run(manager.agent("console:c1", AgentAction("claim", "Mei"))).ok
+    refused = run(manager.agent("console:c1", AgentAction("macro", "Mei", "refund_approved")))
+    assert not refused.ok and "no verified order" in refused.problem and refused.replies == []
+    sent = run(manager.agent("console:c1", AgentAction("macro", "Mei", "need_more_photos")))
+    assert sent.ok and [r.key for r in sent.replies] == ["macro_need_more_photos"]
