@@ -17,7 +17,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     stripped = unicodedata.normalize("NFD", text)
     # Drop combining accents on Latin letters only: Thai vowels and Kana voicing marks carry meaning.
-    out = []
+    out: list[str] = []
     for char in stripped:
         if unicodedata.combining(char) and out and out[-1] < "ɏ":
             continue
@@ -67,7 +67,7 @@ class KeywordRules:
     scripts written without spaces (CJK, Thai) found as substrings. Lookups, not one giant
     regex: a thousand phrases in twelve languages still cost microseconds."""
 
-    def __init__(self, lists: dict[str, Iterable[str]]) -> None:
+    def __init__(self, lists: Mapping[str, Iterable[str]]) -> None:
         self._words: dict[tuple[str, ...], set[str]] = {}
         self._longest = 1
         unspaced: dict[str, list[str]] = {}
