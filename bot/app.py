@@ -9,7 +9,6 @@ from pathlib import Path
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.dialogue import Dialogue
-from bot.escalation import EscalationRules
 from bot.evidence import EvidenceStore
 from bot.flows import load_flows
 from bot.intents import IntentRecognizer
@@ -17,9 +16,9 @@ from bot.language import LanguageDetector, catalog_lexicon
 from bot.manager import Clock, DialogueManager, utc_now
 from bot.order import DEFAULT_PATTERNS, OrderNumbers
 from bot.order_sources import HttpOrders, OrderProvider, StaticOrders
-from bot.policy import Policy
 from bot.render import Renderer
 from bot.store import Store
+from bot.validation import ConfigError, Configuration, load_configuration
 
 
 @dataclass(frozen=True)
@@ -31,12 +30,16 @@ class Brain:
     renderer: Renderer
 
 
-def load_brain(settings: Settings) -> Brain:
-    """Read and check dialogues/ and locales/, train the recognisers. Raises on any bad file."""
-    catalog = Catalog.load(settings.locales_dir, settings.default_locale)
+def load_brain(settings: Settings, configuration: Configuration | None = None) -> Brain:
+    """Train the recognisers and build the dialogue from the checked configuration. Without one,
+    every file is read and checked here first; raises ConfigError listing every problem."""
+    if configuration is None:
+        configuration = load_configuration(settings)
+    elif configuration.problems:
+        raise ConfigError(list(configuration.problems))
+    catalog, policy, rules = configuration.catalog, configuration.policy, configuration.rules
+    assert catalog is not None and policy is not None and rules is not None  # no problems: all were read
     flows = load_flows(settings.dialogues_dir / "flows.yml", set(catalog.locales[catalog.default].messages))
-    rules = EscalationRules.load(settings.dialogues_dir / "escalation.yml")
-    policy = Policy.load(settings.dialogues_dir / "policy.yml")
     lexicon = catalog_lexicon(
         {code: loc.keywords.get("function_words") or [] for code, loc in catalog.locales.items()},
         {code: [t for texts in loc.intents.values() for t in texts] for code, loc in catalog.locales.items()},

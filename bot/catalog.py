@@ -12,10 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bot.yamlfile import read_yaml
-
 # Keys the design fixes: every locale must define them.
 REQUIRED_KEYS = (
     "greeting", "fallback", "ask_order_number", "order_number_invalid", "ask_verification",
@@ -28,12 +24,12 @@ REQUIRED_KEYS = (
 # Fragment tables placed into messages (order statuses, customs terms, ...).
 FRAGMENT_TABLES = (
     "buttons", "statuses", "refunds", "customs", "next_steps", "shipping_payer", "photo_reasons",
-    "payment_methods",
+    "payment_methods", "generic",
 )  # fmt: skip
 
 
 class CatalogError(ValueError):
-    """A locale file is missing, malformed or inconsistent."""
+    """A catalog was built without its default locale (files are checked by bot.validation)."""
 
 
 @dataclass(frozen=True)
@@ -74,14 +70,12 @@ class Catalog:
         self.default = default
 
     @classmethod
-    def load(cls, folder: Path, default: str = "en") -> Catalog:
-        locales = {}
-        for path in sorted(folder.glob("*/texts.yml")):
-            locale = _read_locale(path)
-            locales[locale.code] = locale
-        if not locales:
-            raise CatalogError(f"no locale folders (<code>/texts.yml) in {folder}")
-        return cls(locales, default)
+    def load(cls, folder: Path, default: str = "en", overlay: Path | None = None) -> Catalog:
+        """Read and check `folder/<code>/`, with `overlay` (a folder of the same layout holding only
+        the texts a shop changes) laid over it; raise ConfigError listing every problem."""
+        from bot.validation import load_catalog  # bot.validation builds catalogs: imported when used
+
+        return load_catalog(folder, default, overlay)
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -102,27 +96,3 @@ class Catalog:
     def button_label(self, code: str, payload: str) -> str:
         label = self.locale(code).fragments.get("buttons", {}).get(payload)
         return label or self.locales[self.default].fragments.get("buttons", {}).get(payload) or payload
-
-
-def _read_locale(path: Path) -> Locale:
-    try:
-        data = read_yaml(path)
-        recognition = path.with_name("recognition.yml")
-        if recognition.exists():
-            data = {**data, **(read_yaml(recognition) or {})}
-    except yaml.YAMLError as error:
-        raise CatalogError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("messages"), dict):
-        raise CatalogError(f"{path}: needs a 'messages' mapping")
-    code = data.get("language") or path.parent.name
-    missing = [key for key in REQUIRED_KEYS if not data["messages"].get(key)]
-    if missing:
-        raise CatalogError(f"{path}: missing catalog keys {', '.join(missing)}")
-    return Locale(
-        code=code,
-        name=str(data.get("name") or code),
-        messages={k: str(v) for k, v in data["messages"].items()},
-        fragments={t: {str(k): str(v) for k, v in (data.get(t) or {}).items()} for t in FRAGMENT_TABLES},
-        intents={k: [str(x) for x in v or []] for k, v in (data.get("intents") or {}).items()},
-        keywords=data.get("keywords") or {},
-    )

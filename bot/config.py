@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bot.validation import ENVIRONMENT, Problem
 
 _PACKAGE_DATA = Path(__file__).parent / "_data"  # where a wheel puts dialogues/ and locales/
 _SOURCE_TREE = Path(__file__).parent.parent  # a checkout or an editable install
@@ -30,6 +33,7 @@ class Settings:
     data_dir: Path = Path(".aftersales")
     dialogues_dir: Path = field(default_factory=lambda: shipped_folder("dialogues"))
     locales_dir: Path = field(default_factory=lambda: shipped_folder("locales"))
+    overlay_dir: Path | None = None  # a shop's changes to single texts and policy values
     orders_file: Path | None = None
     cache_dir: Path | None = field(default_factory=lambda: _default_cache())  # trained models; None: no cache
     orders_url: str | None = None  # a shop order API, e.g. https://shop.example/api/orders/{number}
@@ -54,6 +58,9 @@ class Settings:
     slack_api_base: str | None = None
     slack_agent_channel: str | None = None
     slack_agent_ids: tuple[str, ...] = ()
+    # What from_env could not read (a word where a number belongs); reported with the rest of the
+    # configuration's problems by bot.validation, not raised here.
+    problems: tuple[Problem, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -64,14 +71,22 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        def number(name: str, default: int) -> int:
+        problems: list[Problem] = []
+
+        def number(name: str, default: float, kind: type[int] | type[float] = int) -> float:
             raw = get(name)
             if raw is None:
                 return default
             try:
-                return int(raw)
+                value = kind(raw)
             except ValueError:
-                raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+                what = "a whole number" if kind is int else "a number"
+                problems.append(Problem(ENVIRONMENT, None, f"{name} must be {what}, got {raw!r}"))
+                return default
+            if not (value > 0 and math.isfinite(value)):
+                problems.append(Problem(ENVIRONMENT, None, f"{name} must be more than 0, got {raw!r}"))
+                return default
+            return value
 
         defaults = cls()
         return cls(
@@ -79,13 +94,14 @@ class Settings:
             data_dir=Path(get("AFTERSALES_DATA") or defaults.data_dir),
             dialogues_dir=Path(get("AFTERSALES_DIALOGUES") or defaults.dialogues_dir),
             locales_dir=Path(get("AFTERSALES_LOCALES") or defaults.locales_dir),
+            overlay_dir=Path(o) if (o := get("AFTERSALES_OVERLAY")) else None,
             orders_file=Path(p) if (p := get("AFTERSALES_ORDERS")) else None,
             cache_dir=Path(c) if (c := get("AFTERSALES_CACHE")) else defaults.cache_dir,
             orders_url=get("AFTERSALES_ORDERS_URL"),
             orders_auth=get("AFTERSALES_ORDERS_AUTH"),
-            orders_timeout=float(number("AFTERSALES_ORDERS_TIMEOUT", 5)),
-            ttl_seconds=number("AFTERSALES_TTL_DAYS", 30) * 24 * 3600,
-            max_input_chars=number("AFTERSALES_MAX_INPUT_CHARS", defaults.max_input_chars),
+            orders_timeout=number("AFTERSALES_ORDERS_TIMEOUT", defaults.orders_timeout, float),
+            ttl_seconds=int(number("AFTERSALES_TTL_DAYS", defaults.ttl_seconds // 86400)) * 24 * 3600,
+            max_input_chars=int(number("AFTERSALES_MAX_INPUT_CHARS", defaults.max_input_chars)),
             default_locale=get("AFTERSALES_DEFAULT_LOCALE") or defaults.default_locale,
             shop_name=get("AFTERSALES_SHOP_NAME") or defaults.shop_name,
             telegram_bot_token=get("TELEGRAM_BOT_TOKEN"),
@@ -103,4 +119,5 @@ class Settings:
             slack_api_base=get("SLACK_API_BASE"),
             slack_agent_channel=get("SLACK_AGENT_CHANNEL"),
             slack_agent_ids=tuple(i.strip() for i in (get("SLACK_AGENT_IDS") or "").split(",") if i.strip()),
+            problems=tuple(problems),
         )

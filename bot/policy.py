@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
-
-from bot.yamlfile import read_yaml
+from bot.schema import PhotoLimits, PolicyModel
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class PolicyError(ValueError):
-    """policy.yml is malformed."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +36,7 @@ class ServiceHours:
             if day.weekday() in self.weekdays and start > local:
                 return start
             day += timedelta(days=1)
-        raise PolicyError("service hours have no open day")
+        raise RuntimeError("service hours have no open day")  # bot.schema requires at least one
 
     def add_service_minutes(self, moment: datetime, minutes: float) -> datetime:
         """`moment` plus `minutes` counted only while the service is open."""
@@ -59,36 +54,36 @@ class ServiceHours:
 
 @dataclass(frozen=True)
 class Policy:
-    raw: dict[str, Any]
+    """The validated policy (`bot.schema.PolicyModel`) and the answers the dialogue asks of it."""
+
+    model: PolicyModel
     service_hours: ServiceHours
 
     @classmethod
-    def load(cls, path: Path) -> Policy:
-        try:
-            raw = read_yaml(path) or {}
-            hours = raw["service_hours"]
-            service = ServiceHours(
-                timezone=ZoneInfo(hours["timezone"]),
-                weekdays=frozenset(_DAYS.index(d.lower()[:3]) for d in hours["days"]),
-                opens=time.fromisoformat(hours["open"]),
-                closes=time.fromisoformat(hours["close"]),
-            )
-        except (OSError, yaml.YAMLError, KeyError, ValueError, TypeError) as error:
-            raise PolicyError(f"{path}: {error}") from None
-        for group, countries in (raw.get("markets") or {}).items():
-            for country in countries:
-                if not isinstance(country, str):
-                    raise PolicyError(
-                        f"{path}: markets.{group}: {country!r} is not a country code (quote it: YAML reads NO as false)"
-                    )
-        return cls(raw, service)
+    def from_model(cls, model: PolicyModel) -> Policy:
+        hours = model.service_hours
+        service = ServiceHours(
+            timezone=ZoneInfo(hours.timezone),
+            weekdays=frozenset(_DAYS.index(day) for day in hours.days),
+            opens=time.fromisoformat(hours.open),
+            closes=time.fromisoformat(hours.close),
+        )
+        return cls(model, service)
+
+    @classmethod
+    def load(cls, path: Path, overlay: Path | None = None) -> Policy:
+        """Read and check policy.yml, with an overlay's values merged over it; raise ConfigError
+        listing every problem."""
+        from bot.validation import load_policy  # bot.validation reads every file: imported when used
+
+        return load_policy(path, overlay)
 
     # -- markets -------------------------------------------------------------------------
 
     def groups_of(self, market: str) -> list[str]:
-        return [name for name, countries in self.raw.get("markets", {}).items() if market.upper() in countries]
+        return [name for name, countries in self.model.markets.items() if market.upper() in countries]
 
-    def _by_market(self, table: dict[str, Any], market: str) -> Any:
+    def _by_market(self, table: Mapping[str, Any], market: str) -> Any:
         if market.upper() in table:
             return table[market.upper()]
         for group in self.groups_of(market):
@@ -99,7 +94,7 @@ class Policy:
     # -- windows, photos, money -----------------------------------------------------------
 
     def window_days(self, kind: str, market: str) -> int | None:
-        table = self.raw.get("windows", {}).get(kind)
+        table = getattr(self.model.windows, kind, None)
         return None if table is None else int(self._by_market(table, market))
 
     def window_closes(self, kind: str, market: str, delivered: date) -> date | None:
@@ -107,58 +102,57 @@ class Policy:
         return None if days is None else delivered + timedelta(days=days)
 
     def photo_limits(self, intent: str) -> tuple[int, int]:
-        limits = self.raw.get("photos", {}).get(intent, {})
-        return int(limits.get("min", 1)), int(limits.get("max", 5))
+        limits = self.model.photos.get(intent) or PhotoLimits()
+        return limits.min, limits.max
 
     def resolutions(self, intent: str) -> list[str]:
-        return list(self.raw.get("resolutions", {}).get(intent, ["refund"]))
+        return list(self.model.resolutions.get(intent, ["refund"]))
 
     def return_shipping_payer(self, intent: str) -> str:
-        return str(self.raw.get("return_shipping", {}).get(intent, "customer"))
+        return self.model.return_shipping.get(intent, "customer")
 
     def return_address(self, market: str) -> str:
-        return str(self._by_market(self.raw.get("return_address", {}), market) or "")
+        return str(self._by_market(self.model.return_address, market) or "")
 
     @property
     def refund_days(self) -> int:
-        return int(self.raw.get("refund_days", 7))
+        return self.model.refund_days
 
     def is_high_value(self, total: float, currency: str) -> bool:
-        table = self.raw.get("high_value", {})
+        table = self.model.high_value
         if currency in table:
-            return total > float(table[currency])
-        rate = self.raw.get("fx_to_usd", {}).get(currency)
-        return rate is not None and total * float(rate) > float(table.get("default_usd", 500))
+            return total > table[currency]
+        rate = self.model.fx_to_usd.get(currency)
+        return rate is not None and total * rate > table.get("default_usd", 500)
 
     # -- people ---------------------------------------------------------------------------
 
     def sla_minutes(self, channel: str, market: str) -> int:
         groups = set(self.groups_of(market)) if market else set()
-        for rule in self.raw.get("sla_minutes", []):
-            if "channels" in rule and channel not in rule["channels"]:
+        for rule in self.model.sla_minutes:
+            if rule.channels is not None and channel not in rule.channels:
                 continue
-            if "regions" in rule and not groups.intersection(rule["regions"]):
+            if rule.regions is not None and not groups.intersection(rule.regions):
                 continue
-            return int(rule["minutes"])
+            return rule.minutes
         return 60
 
     @property
     def ticket_response_hours(self) -> int:
-        return int(self.raw.get("ticket_response_hours", 24))
+        return self.model.ticket_response_hours
 
     @property
     def order_number_patterns(self) -> list[str]:
-        return list(self.raw.get("order_number_patterns") or [])
+        return list(self.model.order_number_patterns)
 
     @property
     def max_verification_failures(self) -> int:
-        return int(self.raw.get("verification", {}).get("max_failures", 3))
+        return self.model.verification.max_failures
 
     @property
     def verification_lock_seconds(self) -> int:
-        return int(self.raw.get("verification", {}).get("lock_hours", 24)) * 3600
+        return self.model.verification.lock_hours * 3600
 
     @property
     def evidence_limits(self) -> tuple[int, int]:
-        evidence = self.raw.get("evidence", {})
-        return int(evidence.get("max_bytes", 10 * 1024 * 1024)), int(evidence.get("max_pixels", 40_000_000))
+        return self.model.evidence.max_bytes, self.model.evidence.max_pixels

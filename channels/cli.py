@@ -1,6 +1,8 @@
-"""The `aftersales` command: chat, test, classify, agent, tickets.
+"""The `aftersales` command: check, chat, test, classify, agent, tickets.
 
 The command line is an edge like any channel, so it lives here and wires adapters to the core.
+Every command first checks the whole configuration (`aftersales check` does only that), so a
+mistake in a file stops the start with its file and line instead of surfacing mid-conversation.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, TextIO
 
-from bot.app import App, load_brain
-from bot.catalog import CatalogError
 from bot.config import Settings
-from bot.flows import FlowError
-from bot.policy import PolicyError
+from bot.validation import ConfigError, Configuration, validate_configuration
+
+# bot.app (and the machine-learning libraries behind it) is imported by the commands that run the
+# bot, not at start: `aftersales check` stays quick.
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aftersales", description="After-sales customer service chat bot.")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check", help="check every configuration file and setting; list each problem")
     chat = commands.add_parser("chat", help="talk to the bot in the terminal, as a customer")
     chat.add_argument("--user", help="your customer id (default: your login name)")
     test = commands.add_parser("test", help="run scripted dialogue tests (YAML files or folders)")
@@ -40,34 +44,63 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    configuration = validate_configuration(settings)
+    if args.command == "check":
+        return _check(configuration)
+    if configuration.problems:
+        _print_problems(configuration, sys.stderr)
+        print(f"aftersales {args.command}: not started; `aftersales check` lists the same problems", file=sys.stderr)
+        return 2
     try:
         if args.command == "test":
-            return asyncio.run(_test(settings, args.paths))
+            return asyncio.run(_test(settings, configuration, args.paths))
         if args.command == "classify":
-            return _classify(settings)
+            return _classify(settings, configuration)
         if args.command == "chat":
-            return asyncio.run(_chat(settings, args.user))
+            return asyncio.run(_chat(settings, configuration, args.user))
         if args.command == "agent":
-            return asyncio.run(_agent(settings, args.name))
+            return asyncio.run(_agent(settings, configuration, args.name))
         if args.command == "tickets":
-            return asyncio.run(_tickets(settings, args))
-    except (FlowError, CatalogError, PolicyError) as error:
-        print(f"aftersales: configuration error: {error}", file=sys.stderr)
+            return asyncio.run(_tickets(settings, configuration, args))
+    except ConfigError as error:  # the flows, which bot.app reads once more
+        _print_problems(error, sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return 0
 
 
-async def _chat(settings: Settings, user: str | None) -> int:
+def _check(configuration: Configuration) -> int:
+    if configuration.problems:
+        _print_problems(configuration, sys.stdout)
+        return 1
+    print(f"configuration ok: {configuration.summary()}")
+    return 0
+
+
+def _print_problems(found: Configuration | ConfigError, out: TextIO) -> None:
+    problems = found.problems
+    for problem in problems:
+        print(problem, file=out)
+    print(f"{len(problems)} configuration problem{'s' if len(problems) != 1 else ''}", file=out)
+
+
+def _app(settings: Settings, configuration: Configuration) -> Any:
+    from bot.app import App, load_brain
+
+    return App(settings, brain=load_brain(settings, configuration))
+
+
+async def _chat(settings: Settings, configuration: Configuration, user: str | None) -> int:
     from channels.console import chat
 
-    async with App(settings) as manager:
+    async with _app(settings, configuration) as manager:
         await chat(manager, user=user)
     return 0
 
 
-async def _test(settings: Settings, paths: list[Path]) -> int:
+async def _test(settings: Settings, configuration: Configuration, paths: list[Path]) -> int:
+    from bot.app import load_brain
     from bot.scripted import ScriptRunner
     from bot.store import Store
 
@@ -76,7 +109,7 @@ async def _test(settings: Settings, paths: list[Path]) -> int:
     if missing:
         print(f"aftersales test: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    brain = load_brain(settings)
+    brain = load_brain(settings, configuration)
     with tempfile.TemporaryDirectory(prefix="aftersales-test-") as scratch:
         data = settings.data_dir if settings.redis_url else Path(scratch)
         store = await Store.open(settings.redis_url, data, ttl_seconds=3600)
@@ -99,8 +132,10 @@ async def _test(settings: Settings, paths: list[Path]) -> int:
     return 1 if failed else 0
 
 
-def _classify(settings: Settings) -> int:
-    brain = load_brain(settings)
+def _classify(settings: Settings, configuration: Configuration) -> int:
+    from bot.app import load_brain
+
+    brain = load_brain(settings, configuration)
     dialogue = brain.dialogue
     for n, line in enumerate(sys.stdin, 1):
         if not line.strip():
@@ -123,18 +158,18 @@ def _classify(settings: Settings) -> int:
     return 0
 
 
-async def _agent(settings: Settings, name: str) -> int:
+async def _agent(settings: Settings, configuration: Configuration, name: str) -> int:
     from channels.agent_console import run_console
 
-    async with App(settings) as manager:
+    async with _app(settings, configuration) as manager:
         await run_console(manager, name)
     return 0
 
 
-async def _tickets(settings: Settings, args: argparse.Namespace) -> int:
+async def _tickets(settings: Settings, configuration: Configuration, args: argparse.Namespace) -> int:
     from channels.agent_console import format_ticket, format_ticket_line
 
-    async with App(settings) as manager:
+    async with _app(settings, configuration) as manager:
         if args.tickets_command == "list":
             tickets = await manager.tickets.recent(args.limit)
             if not tickets:

@@ -12,9 +12,10 @@ import pytest
 from bot.app import load_brain
 from bot.config import Settings, shipped_folder
 from bot.contracts import INTENTS
-from bot.escalation import EscalationRules
 from bot.dialogue.steps import STEP_KINDS
+from bot.escalation import EscalationRules
 from bot.flows import FlowError, check_flows, load_flows
+from bot.validation import ConfigError
 
 ROOT = Path(__file__).parent.parent
 KEYS = {
@@ -72,17 +73,17 @@ def test_start_up_stops_on_a_broken_flow_file(tmp_path):
     dialogues = tmp_path / "dialogues"
     shutil.copytree(shipped_folder("dialogues"), dialogues)
     (dialogues / "flows.yml").write_text("flows:\n  greet:\n    - say: greting\n", encoding="utf-8")
-    with pytest.raises(FlowError, match=r"flows\.yml.*greting"):
+    with pytest.raises(ConfigError, match=r"flows\.yml.*greting"):
         load_brain(Settings(dialogues_dir=dialogues))
 
 
 def test_escalation_rules_name_known_reasons_and_signals(tmp_path):
     path = tmp_path / "escalation.yml"
     path.write_text("rules:\n  - reason: angry_moon\n    when: {signal: legal}\n", encoding="utf-8")
-    with pytest.raises(FlowError, match="angry_moon"):
+    with pytest.raises(ConfigError, match="angry_moon"):
         EscalationRules.load(path)
     path.write_text("rules:\n  - reason: legal_threat\n    when: {signal: moon}\n", encoding="utf-8")
-    with pytest.raises(FlowError, match="unknown signal"):
+    with pytest.raises(ConfigError, match=r"signal: 'moon' is not one of"):
         EscalationRules.load(path)
 
 
