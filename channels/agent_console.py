@@ -12,7 +12,7 @@ import sys
 from datetime import datetime
 from typing import Any, TextIO
 
-from bot.contracts import HandoffState
+from bot.contracts import AgentMove, HandoffState
 from bot.dialogue import AgentAction
 from bot.manager import DialogueManager
 
@@ -28,7 +28,7 @@ HELP = """commands:
   help | quit"""
 
 
-def visible(text: str) -> str:
+def visible(text: object) -> str:
     """Customer text made safe for a terminal: control characters shown, not executed."""
     return "".join(c if c.isprintable() or c == "\n" else f"\\x{ord(c):02x}" for c in str(text))
 
@@ -90,17 +90,17 @@ class AgentConsole:
         elif command == "show" and args:
             await self.show(self._conversation(args[0]))
         elif command in ("claim", "handback", "resolve") and args:
-            await self.act(self._conversation(args[0]), AgentAction(command, self.agent))
+            await self.act(self._conversation(args[0]), AgentAction(AgentMove(command), self.agent))
         elif command == "reply" and len(args) >= 2:
-            await self.act(self._conversation(args[0]), AgentAction("reply", self.agent, " ".join(args[1:])))
+            await self.act(self._conversation(args[0]), AgentAction(AgentMove.REPLY, self.agent, " ".join(args[1:])))
         elif command == "macro" and len(args) == 2:
-            await self.act(self._conversation(args[0]), AgentAction("macro", self.agent, args[1]))
+            await self.act(self._conversation(args[0]), AgentAction(AgentMove.MACRO, self.agent, args[1]))
         elif command == "tickets":
             for ticket in await self.manager.tickets.recent(30):
                 self.say(format_ticket_line(ticket))
         elif command == "ticket" and args:
-            ticket = await self.manager.tickets.get(args[0])
-            self.say(format_ticket(ticket) if ticket else f"no ticket {args[0]}")
+            found = await self.manager.tickets.get(args[0])
+            self.say(format_ticket(found) if found else f"no ticket {args[0]}")
         else:
             self.say(f"not understood: {visible(line)!r} — type help")
         return True
@@ -115,7 +115,11 @@ class AgentConsole:
         now = self.manager.clock()
         for n, entry in enumerate([*waiting, *mine], 1):
             age = int((now - entry.enqueued_at).total_seconds() // 60)
-            due = "OVERDUE" if entry.deadline <= now and entry.state == HandoffState.QUEUED else f"due {entry.deadline:%H:%M}"
+            due = (
+                "OVERDUE"
+                if entry.deadline <= now and entry.state == HandoffState.QUEUED
+                else f"due {entry.deadline:%H:%M}"
+            )
             self.say(
                 f"{n:>3}. {entry.state:<8} {entry.priority:<7} {entry.reason:<20} {age:>4} min  {due:<10} "
                 f"{visible(entry.conversation_id)}"
