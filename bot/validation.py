@@ -484,17 +484,20 @@ def _locale(report: Report, language: _Language) -> tuple[Locale, dict[tuple[str
     fragments: dict[str, dict[str, str]] = {table: {} for table in FRAGMENT_TABLES}
     origin: dict[tuple[str, str], Source] = {}
     name = code
-    for source, model in texts:
+    for layer, (source, model) in enumerate(texts):
         name = model.name or name
-        for key, text in model.messages.items():
-            messages[key] = text
-            origin["messages", key] = source
-        for table in FRAGMENT_TABLES:
+        for table in ("messages", *FRAGMENT_TABLES):
+            entries = messages if table == "messages" else fragments[table]
             for key, text in getattr(model, table).items():
-                fragments[table][key] = text
+                if layer > 0 and key not in entries:  # an overlay rewords texts the language has
+                    loc = (table, key)
+                    hint = _did_you_mean(key, entries)
+                    report.add(source, loc, f"{dotted(loc)}: the {code} texts have no such entry to reword{hint}")
+                    continue
+                entries[key] = text
                 origin[table, key] = source
     intents: dict[str, list[str]] = {}
-    keywords: dict[str, Any] = {name: [] for name in (*SIGNALS, "function_words")}
+    keywords: dict[str, Any] = {list_name: [] for list_name in (*SIGNALS, "function_words")}
     keywords["resolution"] = {choice: [] for choice in RESOLUTIONS}
     for _, model in recognition:
         for intent, examples in model.intents.items():
