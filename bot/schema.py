@@ -135,18 +135,22 @@ class PhotoLimits(Strict):
         return self
 
 
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone (e.g. Asia/Shanghai, Europe/Berlin)") from None
+    return name
+
+
 class ServiceHoursModel(Strict):
-    timezone: str
+    timezone: Annotated[str, AfterValidator(_timezone)]
     days: Annotated[list[Day], Field(min_length=1)]
     open: Clock
     close: Clock
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceHoursModel:
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone {self.timezone!r} does not exist (e.g. Asia/Shanghai, Europe/Berlin)") from None
         if len(set(self.days)) != len(self.days):
             raise ValueError("days: a day is listed twice")
         if self.open >= self.close:
