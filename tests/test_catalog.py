@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 
 import pytest
 
-from bot.catalog import FRAGMENT_TABLES, REQUIRED_KEYS, placeholders
+from bot.catalog import FRAGMENT_TABLES, REQUIRED_KEYS, Catalog, placeholders
+from bot.config import shipped_folder
 from bot.formatting import format_day, format_money
+from bot.validation import ConfigError
 
 SUPPORTED = ("en", "zh", "ja", "ko", "es", "pt", "fr", "de", "it", "ru", "ar", "th")
 
@@ -16,10 +19,18 @@ def test_all_twelve_locales_are_present(brain):
     assert set(SUPPORTED) <= set(brain.catalog.codes)
 
 
-@pytest.mark.parametrize("code", SUPPORTED)
-def test_every_required_key_is_defined(brain, code):
-    messages = brain.catalog.locales[code].messages
-    assert [k for k in REQUIRED_KEYS if not messages.get(k)] == []
+@pytest.mark.parametrize("key", ["internal_error", "greeting"])
+def test_a_locale_missing_a_required_key_is_not_loaded(tmp_path, key):
+    """The loader enforces the keys every locale defines: a locale without one stops start-up."""
+    locales = tmp_path / "locales"
+    shutil.copytree(shipped_folder("locales"), locales)
+    texts = locales / "ko" / "texts.yml"
+    rows = texts.read_text(encoding="utf-8").splitlines(keepends=True)
+    texts.write_text("".join(r for r in rows if not r.startswith(f"  {key}:")), encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        Catalog.load(locales)
+    assert str(error.value) == f"{texts}:6: messages: missing required keys: {key}"
+    assert key in REQUIRED_KEYS
 
 
 @pytest.mark.parametrize("code", [c for c in SUPPORTED if c != "en"])
