@@ -103,6 +103,7 @@ def make_manager(brain: Brain, store: Store, tmp_path: Path) -> Callable[..., Di
         kwargs = {"clock": clock} if clock else {}
         return DialogueManager(
             dialogue=brain.dialogue,
+            renderer=brain.renderer,
             store=store,
             orders=StaticOrders(orders),
             evidence=EvidenceStore(tmp_path / "evidence", max_bytes=max_bytes, max_pixels=max_pixels),
