@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
+from bot.contracts import Intent, Resolution
 from bot.schema import PhotoLimits, PolicyModel
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -102,14 +104,14 @@ class Policy:
         return None if days is None else delivered + timedelta(days=days)
 
     def photo_limits(self, intent: str) -> tuple[int, int]:
-        limits = self.model.photos.get(intent) or PhotoLimits()
+        limits = _by_intent(self.model.photos, intent) or PhotoLimits()
         return limits.min, limits.max
 
     def resolutions(self, intent: str) -> list[str]:
-        return list(self.model.resolutions.get(intent, ["refund"]))
+        return [str(r) for r in _by_intent(self.model.resolutions, intent) or [Resolution.REFUND]]
 
     def return_shipping_payer(self, intent: str) -> str:
-        return self.model.return_shipping.get(intent, "customer")
+        return _by_intent(self.model.return_shipping, intent) or "customer"
 
     def return_address(self, market: str) -> str:
         return str(self._by_market(self.model.return_address, market) or "")
@@ -156,3 +158,8 @@ class Policy:
     @property
     def evidence_limits(self) -> tuple[int, int]:
         return self.model.evidence.max_bytes, self.model.evidence.max_pixels
+
+
+def _by_intent(table: Mapping[Intent, T], intent: str) -> T | None:
+    """The entry for `intent`, given by its plain name (StrEnum keys hash and compare as strings)."""
+    return cast("Mapping[str, T]", table).get(intent)

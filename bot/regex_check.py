@@ -13,14 +13,9 @@ from __future__ import annotations
 import multiprocessing
 import re
 import time
+from re import _constants as _sre  # type: ignore[attr-defined]  # the parser behind `re`
+from re import _parser as _sre_parse  # type: ignore[attr-defined]
 from typing import Any
-
-try:  # the parser behind `re` (Python 3.11+ names it re._parser)
-    from re import _constants as _sre  # type: ignore[attr-defined]
-    from re import _parser as _sre_parse  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - older layouts
-    import sre_constants as _sre  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
 
 TRIAL_LENGTH = 2_000  # the longest message the bot takes by default
 SEARCH_LIMIT = 0.05  # seconds one search on a trial message may take

@@ -11,32 +11,28 @@ from __future__ import annotations
 import re
 import string
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.localedata import exists as babel_knows
 from babel.numbers import list_currencies
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
-from bot.catalog import FRAGMENT_TABLES
-from bot.contracts import Button, Event, Intent, Priority, Reason, Resolution, Signal, Window
+from bot.contracts import Button, Event, Intent, Priority, Reason, Resolution, Signal
 from bot.regex_check import slow_pattern_problem
 
 
-class Strict(BaseModel):
+class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _one_of(values: Any) -> Any:
-    return Literal[tuple(str(v) for v in values)]  # type: ignore[valid-type]
-
-
-IntentName = _one_of(Intent)
-ResolutionName = _one_of(Resolution)
-ReasonName = _one_of(Reason)
-PriorityName = _one_of(Priority)
-SignalName = _one_of(Signal)
-EventName = _one_of(Event)
+# Names from bot.contracts, written as their plain strings in YAML.
+IntentName = Annotated[Intent, Strict(False)]
+ResolutionName = Annotated[Resolution, Strict(False)]
+ReasonName = Annotated[Reason, Strict(False)]
+PriorityName = Annotated[Priority, Strict(False)]
+SignalName = Annotated[Signal, Strict(False)]
+EventName = Annotated[Event, Strict(False)]
 Channel = Literal["console", "telegram", "whatsapp"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Payer = Literal["shop", "customer"]
@@ -119,12 +115,16 @@ OrderPattern = Annotated[str, AfterValidator(_pattern)]
 
 MarketTable = dict[str, NonNegativeInt]  # market group, country code or `default` -> days
 
-Windows = create_model(  # one optional table per window kind of bot.contracts.Window
-    "Windows", __base__=Strict, **{str(kind): (MarketTable | None, None) for kind in Window}
-)
+
+class Windows(Model):  # one optional table per kind of bot.contracts.Window
+    return_item: MarketTable | None = None
+    exchange_item: MarketTable | None = None
+    repair: MarketTable | None = None
+    damaged_item: MarketTable | None = None
+    wrong_item: MarketTable | None = None
 
 
-class PhotoLimits(Strict):
+class PhotoLimits(Model):
     min: NonNegativeInt = 1
     max: PositiveInt = 5
 
@@ -143,7 +143,7 @@ def _timezone(name: str) -> str:
     return name
 
 
-class ServiceHoursModel(Strict):
+class ServiceHoursModel(Model):
     timezone: Annotated[str, AfterValidator(_timezone)]
     days: Annotated[list[Day], Field(min_length=1)]
     open: Clock
@@ -158,24 +158,24 @@ class ServiceHoursModel(Strict):
         return self
 
 
-class SlaRule(Strict):
+class SlaRule(Model):
     channels: Annotated[list[Channel], Field(min_length=1)] | None = None
     regions: Annotated[list[str], Field(min_length=1)] | None = None  # market groups
     minutes: PositiveInt
 
 
-class Verification(Strict):
+class Verification(Model):
     max_failures: PositiveInt = 3
     lock_hours: PositiveInt = 24
 
 
-class Evidence(Strict):
+class Evidence(Model):
     max_bytes: PositiveInt = 10 * 1024 * 1024
     max_pixels: PositiveInt = 40_000_000
 
 
-class PolicyModel(Strict):
-    windows: Windows = Windows()  # type: ignore[valid-type]
+class PolicyModel(Model):
+    windows: Windows = Windows()
     markets: dict[str, list[CountryCode]] = {}
     return_shipping: dict[IntentName, Payer] = {}
     photos: dict[IntentName, PhotoLimits] = {}
@@ -195,7 +195,7 @@ class PolicyModel(Strict):
 # -- dialogues/escalation.yml ------------------------------------------------------------------
 
 
-class When(Strict):
+class When(Model):
     signal: SignalName | None = None
     event: EventName | None = None
     fallbacks_in_a_row: PositiveInt | None = None
@@ -213,13 +213,13 @@ class When(Strict):
         return name, getattr(self, name)
 
 
-class RuleModel(Strict):
+class RuleModel(Model):
     reason: ReasonName
     when: When
-    priority: PriorityName = "normal"
+    priority: PriorityName = Priority.NORMAL
 
 
-class EscalationModel(Strict):
+class EscalationModel(Model):
     rules: list[RuleModel]  # required: a misspelt `rulez:` is not "no rules"
 
 
@@ -229,11 +229,11 @@ class EscalationModel(Strict):
 # locale must have what the default locale has; bot.validation compares them).
 FRAGMENT_ENTRIES: dict[str, tuple[str, ...]] = {
     "buttons": (*(str(b) for b in Button), *(str(r) for r in Resolution)),
-    "statuses": OrderStatus.__args__,
-    "refunds": RefundState.__args__,
-    "customs": Incoterm.__args__,
+    "statuses": get_args(OrderStatus),
+    "refunds": get_args(RefundState),
+    "customs": get_args(Incoterm),
     "next_steps": tuple(str(r) for r in Resolution),
-    "shipping_payer": Payer.__args__,
+    "shipping_payer": get_args(Payer),
 }
 
 
@@ -250,27 +250,39 @@ def _template(text: str) -> str:
 
 Template = Annotated[str, AfterValidator(_template)]
 
-TextsModel = create_model(  # every part optional here: an overlay overrides single texts
-    "TextsModel",
-    __base__=Strict,
-    language=(LanguageCode | None, None),
-    name=(str | None, None),
-    messages=(dict[str, Template], {}),
-    **{table: (dict[str, Template], {}) for table in FRAGMENT_TABLES},
-)
-
-KeywordsModel = create_model(
-    "KeywordsModel",
-    __base__=Strict,
-    function_words=(list[Phrase], []),  # words typical of the language, for language detection
-    resolution=(dict[ResolutionName, list[Phrase]], {}),  # a resolution named in words
-    **{str(signal): (list[Phrase], []) for signal in Signal},
-)
+Texts = dict[str, Template]
 
 
-class RecognitionModel(Strict):
+class TextsModel(Model):  # every part optional here: an overlay rewords single texts
+    language: LanguageCode | None = None
+    name: str | None = None
+    messages: Texts = {}
+    # the fragment tables of bot.catalog.FRAGMENT_TABLES
+    buttons: Texts = {}
+    statuses: Texts = {}
+    refunds: Texts = {}
+    customs: Texts = {}
+    next_steps: Texts = {}
+    shipping_payer: Texts = {}
+    photo_reasons: Texts = {}
+    payment_methods: Texts = {}
+    generic: Texts = {}
+
+
+class KeywordsModel(Model):
+    # the lists of bot.contracts.Signal
+    human: list[Phrase] = []
+    legal: list[Phrase] = []
+    abuse: list[Phrase] = []
+    dispute: list[Phrase] = []
+    done: list[Phrase] = []
+    function_words: list[Phrase] = []  # words typical of the language, for language detection
+    resolution: dict[ResolutionName, list[Phrase]] = {}  # a resolution named in words
+
+
+class RecognitionModel(Model):
     intents: dict[IntentName, list[Phrase]] = {}
-    keywords: KeywordsModel = KeywordsModel()  # type: ignore[valid-type]
+    keywords: KeywordsModel = KeywordsModel()
 
 
 # -- the orders file (AFTERSALES_ORDERS) --------------------------------------------------------
@@ -290,21 +302,21 @@ def _iso_day(value: Any) -> Any:
 IsoDay = Annotated[date, BeforeValidator(_iso_day)]
 
 
-class RefundModel(Strict):
+class RefundModel(Model):
     state: RefundState = "none"
     amount: NonNegativeNumber | None = None
     issued_at: IsoDay | None = None
     method: str | None = None
 
 
-class ItemModel(Strict):
+class ItemModel(Model):
     sku: str
     name: str
     qty: PositiveInt = 1
     price: NonNegativeNumber
 
 
-class OrderModel(Strict):
+class OrderModel(Model):
     number: str  # quoted: YAML reads #100234 as a comment and 0123 as a number
     email: str = ""
     phone: str = ""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, cast, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -245,7 +245,7 @@ def _explain(detail: Any, annotation: Any, prefix: tuple[Any, ...]) -> str:
         return f"{name}: unknown key{_did_you_mean(str(loc[-1]), known)}"
     if kind == "missing":
         return f"{name}: missing (required)"
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):
         expected = re.findall(r"'([^']*)'", str(context.get("expected", "")))
         if is_key:
             return f"{name}: unknown key{_did_you_mean(str(loc[-1]), expected)}"
@@ -501,11 +501,11 @@ def _locale(report: Report, language: _Language) -> tuple[Locale, dict[tuple[str
     keywords["resolution"] = {choice: [] for choice in RESOLUTIONS}
     for _, model in recognition:
         for intent, examples in model.intents.items():
-            intents.setdefault(intent, []).extend(examples)
+            intents.setdefault(str(intent), []).extend(examples)
         for list_name in (*SIGNALS, "function_words"):
             keywords[list_name].extend(getattr(model.keywords, list_name))
         for choice, words in model.keywords.resolution.items():
-            keywords["resolution"][choice].extend(words)
+            keywords["resolution"][str(choice)].extend(words)
     missing = [key for key in REQUIRED_KEYS if not messages.get(key, "").strip()]
     if missing:
         report.add(first, ("messages",), f"messages: missing required keys: {', '.join(missing)}")
@@ -557,7 +557,7 @@ def _orders(report: Report, path: Path) -> int | None:
     source = report.read(path, what="AFTERSALES_ORDERS")
     if source is None:
         return None
-    data, prefix = source.data, ()
+    data, prefix = source.data, cast(tuple[str, ...], ())
     if isinstance(data, dict):
         for key in data:
             if key != "orders":

@@ -266,3 +266,13 @@ def test_check_runs_as_a_module_without_loading_the_models():
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("configuration ok")
     assert "sklearn" not in done.stderr  # the import log: the check does not train anything
+
+
+def test_the_schemas_name_what_the_contracts_and_the_catalog_name():
+    from bot.catalog import FRAGMENT_TABLES
+    from bot.contracts import SIGNALS, Window
+    from bot.schema import KeywordsModel, TextsModel, Windows
+
+    assert set(Windows.model_fields) == set(Window)
+    assert set(TextsModel.model_fields) == {"language", "name", "messages", *FRAGMENT_TABLES}
+    assert set(KeywordsModel.model_fields) == {*SIGNALS, "function_words", "resolution"}
