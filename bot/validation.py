@@ -386,16 +386,9 @@ def _rules(report: Report, path: Path) -> EscalationRules | None:
 
 
 def _flows(report: Report, path: Path, known_keys: set[str]) -> None:
-    from bot import flows  # bot.flows reads Problem from here: imported when used
+    from bot.flows import check_flows  # bot.flows takes Problem from here: imported when used
 
-    check = getattr(flows, "check_flows", None)
-    if check is not None:
-        report.problems.extend(check(path, known_keys))
-        return
-    try:  # replaced by check_flows
-        flows.load_flows(path, known_keys)
-    except flows.FlowError as error:
-        report.add(path, None, str(error).removeprefix(f"{path}: "))
+    report.problems.extend(check_flows(path, known_keys))
 
 
 # -- locales/<code>/texts.yml and recognition.yml, with an overlay's over them ----------------------
