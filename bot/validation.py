@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from types import UnionType
 from typing import TYPE_CHECKING, Annotated, Any, Union, cast, get_args, get_origin
 
 import yaml
@@ -303,17 +304,18 @@ def _known_keys(annotation: Any, loc: tuple[Any, ...]) -> list[str]:
 
 
 def _unwrap(annotation: Any) -> Any:
+    """`Annotated[X, ...]` and `X | None` are X."""
     while True:
         origin = get_origin(annotation)
         if origin is Annotated:
             annotation = get_args(annotation)[0]
-        elif origin is Union or type(annotation).__name__ == "UnionType":
+            continue
+        if origin in (Union, UnionType):
             options = [a for a in get_args(annotation) if a is not type(None)]
-            annotation = options[0] if len(options) == 1 else annotation
-            if len(options) != 1:
-                return annotation
-        else:
-            return annotation
+            if len(options) == 1:
+                annotation = options[0]
+                continue
+        return annotation
 
 
 # -- dialogues/policy.yml, escalation.yml, flows.yml ----------------------------------------------
@@ -328,8 +330,12 @@ def _merged(base: Any, extra: Any) -> Any:
 
 def _policy(report: Report, path: Path, overlay: Path | None) -> Policy | None:
     base = report.read(path)
-    extra = report.read(overlay) if overlay is not None and overlay.exists() else None
-    if base is None or (overlay is not None and overlay.exists() and extra is None):
+    extra = None
+    if overlay is not None and overlay.exists():
+        extra = report.read(overlay)
+        if extra is None:
+            return None
+    if base is None:
         return None
     data = {} if base.data is None else base.data
     if extra is not None and extra.data is not None:
@@ -450,7 +456,7 @@ def _locales(report: Report, folder: Path, overlay: Path | None, default: str) -
         if built is not None:
             locales[code], origins[code] = built
     _compare_with_default(report, locales, origins, default)
-    known = written.get(default) or set().union(*written.values()) if written else set()
+    known = written.get(default) or set().union(*written.values())
     return locales, known
 
 
