@@ -180,6 +180,9 @@ class ScriptRunner:
     async def run(self, script: Script) -> ScriptResult:
         from bot.evidence import EvidenceStore
 
+        unknown = _unknown_keys(script, set(self.brain.catalog.locale(self.brain.catalog.default).messages))
+        if unknown:
+            return ScriptResult(script.name, script.path, [f"invalid script: {p}" for p in unknown])
         clock = _ScriptClock(script.now)
         max_bytes, max_pixels = self.brain.dialogue.policy.evidence_limits
         manager = DialogueManager(
@@ -242,6 +245,20 @@ class ScriptRunner:
             received_at=now,
             verified_phone=script.customer_id if script.channel == "whatsapp" else None,
         )
+
+
+def _unknown_keys(script: Script, known: set[str]) -> list[str]:
+    """`says` and `says_not` must name catalog keys that exist: a misspelt key would make
+    `says_not` pass forever."""
+    known = known | {"agent_message"}
+    problems = []
+    for n, step in enumerate(script.steps, 1):
+        expect = step.get("expect") or {}
+        for name in ("says", "says_not"):
+            problems += [
+                f"step {n}: {name} names no catalog key {key!r}" for key in expect.get(name, []) if key not in known
+            ]
+    return problems
 
 
 def _attachment(kind: str, spec: dict[str, Any], folder: Path) -> Attachment:

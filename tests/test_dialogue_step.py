@@ -20,7 +20,7 @@ def dialogue(brain):
 
 
 def test_an_order_question_asks_for_proof_and_reveals_nothing(dialogue):
-    outcome = dialogue.step(None, message("where is SO-10023?"), Facts(now=NOW, order=order()))
+    outcome = dialogue.step(None, message("where is my parcel SO-10023?"), Facts(now=NOW, order=order()))
     assert [r.key for r in outcome.replies] == ["ask_verification"]
     assert outcome.replies[0].values == {"order_number": "SO-10023"}
     assert outcome.state.slots.order_number == "SO-10023" and outcome.state.slots.verified is False
@@ -28,7 +28,7 @@ def test_an_order_question_asks_for_proof_and_reveals_nothing(dialogue):
 
 
 def test_the_right_proof_tells_the_status_as_raw_values_for_the_renderer(dialogue):
-    first = dialogue.step(None, message("where is SO-10023?"), Facts(now=NOW, order=order()))
+    first = dialogue.step(None, message("where is my parcel SO-10023?"), Facts(now=NOW, order=order()))
     facts = Facts(now=NOW, order=order(status="in_transit"))
     outcome = dialogue.step(first.state, message("sato@example.jp"), facts)
     assert [r.key for r in outcome.replies] == ["order_status"]
@@ -37,7 +37,7 @@ def test_the_right_proof_tells_the_status_as_raw_values_for_the_renderer(dialogu
 
 
 def test_a_wrong_proof_is_counted_against_the_order(dialogue):
-    first = dialogue.step(None, message("where is SO-10023?"), Facts(now=NOW, order=order()))
+    first = dialogue.step(None, message("where is my parcel SO-10023?"), Facts(now=NOW, order=order()))
     outcome = dialogue.step(first.state, message("thief@example.com"), Facts(now=NOW, order=order()))
     assert [r.key for r in outcome.replies] == ["verification_failed"]
     assert outcome.replies[0].values == {"attempts_left": 2}
@@ -45,7 +45,7 @@ def test_a_wrong_proof_is_counted_against_the_order(dialogue):
 
 
 def test_the_step_never_changes_the_state_it_was_given(dialogue):
-    first = dialogue.step(None, message("where is SO-10023?"), Facts(now=NOW, order=order()))
+    first = dialogue.step(None, message("where is my parcel SO-10023?"), Facts(now=NOW, order=order()))
     before = first.state.dump()
     dialogue.step(first.state, message("sato@example.jp"), Facts(now=NOW, order=order()))
     assert first.state.dump() == before
