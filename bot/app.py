@@ -10,7 +10,6 @@ from bot.catalog import Catalog
 from bot.config import Settings
 from bot.dialogue import Dialogue
 from bot.evidence import EvidenceStore
-from bot.flows import load_flows
 from bot.intents import IntentRecognizer
 from bot.language import LanguageDetector, catalog_lexicon
 from bot.manager import Clock, DialogueManager, utc_now
@@ -37,9 +36,13 @@ def load_brain(settings: Settings, configuration: Configuration | None = None) -
         configuration = load_configuration(settings)
     elif configuration.problems:
         raise ConfigError(list(configuration.problems))
-    catalog, policy, rules = configuration.catalog, configuration.policy, configuration.rules
-    assert catalog is not None and policy is not None and rules is not None  # no problems: all were read
-    flows = load_flows(settings.dialogues_dir / "flows.yml", set(catalog.locales[catalog.default].messages))
+    catalog, policy, rules, flows = (
+        configuration.catalog,
+        configuration.policy,
+        configuration.rules,
+        configuration.flows,
+    )
+    assert catalog and policy and rules and flows is not None  # no problems: all were read
     lexicon = catalog_lexicon(
         {code: loc.keywords.get("function_words") or [] for code, loc in catalog.locales.items()},
         {code: [t for texts in loc.intents.values() for t in texts] for code, loc in catalog.locales.items()},

@@ -229,11 +229,14 @@ class EscalationModel(Model):
 # locale must have what the default locale has; bot.validation compares them).
 FRAGMENT_ENTRIES: dict[str, tuple[str, ...]] = {
     "buttons": (*(str(b) for b in Button), *(str(r) for r in Resolution)),
-    "statuses": get_args(OrderStatus),
-    "refunds": get_args(RefundState),
-    "customs": get_args(Incoterm),
-    "next_steps": tuple(str(r) for r in Resolution),
+    # `other`: said for a status, refund state or incoterm a shop's system sends that no entry names.
+    "statuses": (*get_args(OrderStatus), "other"),
+    "refunds": (*get_args(RefundState), "other"),
+    "customs": (*get_args(Incoterm), "other"),
+    "next_steps": (*(str(r) for r in Resolution), "review"),  # review: a case with no remedy chosen
     "shipping_payer": get_args(Payer),
+    "payment_methods": ("other",),
+    "generic": ("unknown",),  # a value nobody has filled in yet
 }
 
 
@@ -303,7 +306,7 @@ IsoDay = Annotated[date, BeforeValidator(_iso_day)]
 
 
 class RefundModel(Model):
-    state: RefundState = "none"
+    state: str = "none"  # none | pending | issued; another state reads as refunds.other
     amount: NonNegativeNumber | None = None
     issued_at: IsoDay | None = None
     method: str | None = None
@@ -327,10 +330,10 @@ class OrderModel(Model):
     placed_at: IsoDay | None = None
     shipped_at: IsoDay | None = None
     delivered_at: IsoDay | None = None
-    status: OrderStatus = "placed"
+    status: str = "placed"  # see OrderStatus; another status (e.g. "in_transit") reads as statuses.other
     carrier: str = ""
     tracking: str = ""
-    incoterm: Incoterm = "DAP"
+    incoterm: str = "DAP"  # DDP | DAP; another term reads as customs.other
     payment_method: str = "card"
     refund: RefundModel = RefundModel()
     items: list[ItemModel] = []

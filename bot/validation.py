@@ -33,6 +33,7 @@ from bot.schema import FRAGMENT_ENTRIES, EscalationModel, OrderModel, PolicyMode
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.flows import Flows
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -391,10 +392,16 @@ def _rules(report: Report, path: Path) -> EscalationRules | None:
     return None if model is None else EscalationRules.from_model(model)
 
 
-def _flows(report: Report, path: Path, known_keys: set[str]) -> None:
-    from bot.flows import check_flows  # bot.flows takes Problem from here: imported when used
+def _flows(report: Report, path: Path, locales: dict[str, Locale], default: str, folder: Path) -> Flows | None:
+    """The flows, checked, and every locale held against what they (and the code) say."""
+    from bot.dialogue.spoken import check_texts, spoken_keys  # these take Problem from here: imported when used
+    from bot.flows import read_flows
 
-    report.problems.extend(check_flows(path, known_keys))
+    flows, problems = read_flows(path, set(locales[default].messages))
+    report.problems.extend(problems)
+    macros = [key for key in locales[default].messages if key.startswith("macro_")]
+    report.problems.extend(check_texts(locales, spoken_keys(flows, macros), lambda code: folder / code / TEXTS))
+    return None if problems else flows
 
 
 # -- locales/<code>/texts.yml and recognition.yml, with an overlay's over them ----------------------
@@ -633,6 +640,7 @@ class Configuration:
     catalog: Catalog | None
     policy: Policy | None
     rules: EscalationRules | None
+    flows: Flows | None
     orders: int | None  # orders in the orders file; None when orders come from an API (or no file)
     orders_file: Path | None
     problems: tuple[Problem, ...]
@@ -663,7 +671,7 @@ def validate_configuration(settings: Settings) -> Configuration:
         policy = _policy(report, dialogues / "policy.yml", overlay / "dialogues" / "policy.yml" if overlay else None)
         rules = _rules(report, dialogues / "escalation.yml")
     overlay_locales = overlay / "locales" if overlay else None
-    locales, known_keys = _locales(report, settings.locales_dir, overlay_locales, settings.default_locale)
+    locales, _ = _locales(report, settings.locales_dir, overlay_locales, settings.default_locale)
     catalog = None
     if settings.default_locale in locales:
         catalog = Catalog(locales, settings.default_locale)
@@ -671,13 +679,14 @@ def validate_configuration(settings: Settings) -> Configuration:
         there = ", ".join(locales)
         message = f"AFTERSALES_DEFAULT_LOCALE is {settings.default_locale!r}, which has no catalog (there are: {there})"
         report.add(ENVIRONMENT, None, message)
-    if dialogues.is_dir() and known_keys:
-        _flows(report, dialogues / "flows.yml", known_keys)
+    flows = None
+    if dialogues.is_dir() and catalog is not None:
+        flows = _flows(report, dialogues / "flows.yml", locales, settings.default_locale, settings.locales_dir)
     orders_file = None if settings.orders_url else settings.orders_file
     if orders_file is None and not settings.orders_url and (dialogues / "sample_orders.yml").exists():
         orders_file = dialogues / "sample_orders.yml"
     orders = _orders(report, orders_file) if orders_file is not None else None
-    return Configuration(catalog, policy, rules, orders, orders_file, tuple(report.problems))
+    return Configuration(catalog, policy, rules, flows, orders, orders_file, tuple(report.problems))
 
 
 def check_configuration(settings: Settings) -> list[Problem]:
