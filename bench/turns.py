@@ -127,7 +127,7 @@ async def main(conversations: int, in_flight: int, scenarios: list[str]) -> None
                 full_store = store.with_prefix(f"as:bench:{run_id}:full:")
                 manager = DialogueManager(
                     dialogue=brain.dialogue,
-            renderer=brain.renderer,
+                    renderer=brain.renderer,
                     store=full_store,
                     orders=StaticOrders(orders),
                     evidence=EvidenceStore(Path(scratch) / "evidence", max_bytes=10 << 20, max_pixels=40_000_000),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
@@ -77,7 +77,7 @@ _SCRIPT_LANGUAGE = {"hangul": "ko", "kana": "ja", "thai": "th", "arabic": "ar", 
 class LanguageDetector:
     """Detects the supported language of a chat message; deterministic and fast."""
 
-    def __init__(self, supported: Iterable[str], lexicon: dict[str, Iterable[str]] | None = None) -> None:
+    def __init__(self, supported: Iterable[str], lexicon: Mapping[str, Iterable[str]] | None = None) -> None:
         self.supported = tuple(supported)
         self.latin = tuple(code for code in LATIN if code in self.supported)
         self._lexicon: dict[str, set[str]] = {}

@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 from bot.app import Brain
+from bot.contracts import AgentMove
 from bot.dialogue import AgentAction
 from bot.manager import DialogueManager
 from bot.messages import Attachment, Inbound, Outbound
@@ -279,11 +280,11 @@ def _attachment(kind: str, spec: dict[str, Any], folder: Path) -> Attachment:
 def _agent_action(spec: Any) -> AgentAction:
     agent = "Agent"
     if isinstance(spec, str):
-        return AgentAction("reply", agent, spec)
+        return AgentAction(AgentMove.REPLY, agent, spec)
     ((kind, value),) = spec.items()
-    if kind == "macro":
-        return AgentAction("macro", agent, str(value))
-    return AgentAction(kind, agent)
+    if kind == AgentMove.MACRO:
+        return AgentAction(AgentMove.MACRO, agent, str(value))
+    return AgentAction(AgentMove(kind), agent)
 
 
 async def _check(
