@@ -28,8 +28,18 @@ class EvidenceStore:
         self.max_pixels = max_pixels
 
     async def check(self, attachment: Attachment) -> PhotoCheck:
-        """Validate and store one attachment off the event loop."""
+        """Validate, decode and clean one attachment off the event loop. Nothing is written:
+        the cleaned image waits in memory until the dialogue keeps it (`keep`)."""
         return await asyncio.to_thread(self._check, attachment)
+
+    async def keep(self, check: PhotoCheck) -> None:
+        """Write a photo the dialogue decided to keep, under its random name."""
+        if check.accepted and check.ref and check.data:
+            await asyncio.to_thread(self._write, check.ref, check.data)
+
+    def _write(self, name: str, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / name).write_bytes(data)
 
     def _check(self, attachment: Attachment) -> PhotoCheck:
         data = attachment.data
@@ -50,9 +60,6 @@ class EvidenceStore:
             return PhotoCheck(False, "too_many_pixels")
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             return PhotoCheck(False, "not_image", is_image=False)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"{secrets.token_urlsafe(16)}.jpg"
         out = io.BytesIO()
         upright.save(out, format="JPEG", quality=88)  # a fresh file: no EXIF, no comments
-        (self.folder / name).write_bytes(out.getvalue())
-        return PhotoCheck(True, ref=name)
+        return PhotoCheck(True, ref=f"{secrets.token_urlsafe(16)}.jpg", data=out.getvalue())

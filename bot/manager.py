@@ -25,6 +25,7 @@ from bot.dialogue import (
     Dialogue,
     Enqueue,
     Facts,
+    KeepPhoto,
     Outcome,
     RaisePriority,
     RelayToAgent,
@@ -33,12 +34,13 @@ from bot.dialogue import (
 )
 from bot.evidence import EvidenceStore
 from bot.handoff import HumanQueue
+from bot.limits import admit
 from bot.messages import Button, Inbound, Outbound
 from bot.order import Order
 from bot.order_sources import OrderApiError, OrderProvider
 from bot.render import Renderer, needs_order
 from bot.state import Conversation, Said, Ticket
-from bot.store import Store
+from bot.store import Store, to_json
 from bot.tickets import TicketBook, new_ticket_id
 from bot.values import ORDER_FACTS
 
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 AgentListener = Callable[[str, dict[str, Any]], Any]  # (conversation id, event) -> awaitable or None
+Event = tuple[str, dict[str, Any]]  # (conversation id, event) for the listeners
 
 
 def utc_now() -> datetime:
@@ -97,19 +100,38 @@ class DialogueManager:
         return (await self.handle_turn(inbound)).replies
 
     async def handle_turn(self, inbound: Inbound) -> TurnResult:
+        """One customer message, with an error boundary: whatever fails, the customer gets a
+        polite `internal_error`, the lock is released and the message is kept for a person."""
+        inbound = admit(inbound, self.dialogue.max_input_chars)
+        try:
+            result, events = await self._turn(inbound)
+        except Exception:
+            log.exception("turn failed conversation=%s", conversation_tag(inbound.conversation_id))
+            return await self._apologise(inbound)
+        await self._notify_all(events)
+        return result
+
+    async def _turn(self, inbound: Inbound) -> tuple[TurnResult, list[tuple[str, dict[str, Any]]]]:
         now = inbound.received_at or self.clock()
         async with self.store.turn(inbound.conversation_id) as turn:
             state = _loaded(turn.state)
-            number = self.dialogue.order_number_for(state, inbound)
+            if state is not None and inbound.message_id and inbound.message_id in state.seen:
+                return TurnResult([], None, state), []  # a platform's redelivery: no side effect at all
+            too_long = self.dialogue.too_long(inbound)
+            number = None if too_long else self.dialogue.order_number_for(state, inbound)
+            photos = () if too_long else tuple([await self.evidence.check(a) for a in inbound.attachments])
             facts = Facts(
                 now=now,
                 order=await self._order(number),
                 order_failures=await self._failures(number) if self.dialogue.awaits_proof(state) else 0,
-                photos=tuple([await self.evidence.check(a) for a in inbound.attachments]),
+                photos=photos,
                 ticket_id=new_ticket_id(now),
             )
             outcome = self.dialogue.step(state, inbound, facts)
-            replies = await self._finish(outcome, now, turn.writes)
+            replies, events = await self._finish(outcome, now, turn.writes)
+            for effect in outcome.effects:
+                if isinstance(effect, KeepPhoto):
+                    await self.evidence.keep(next(p for p in photos if p.ref == effect.ref))
             turn.state = outcome.state.dump()
         log.info(
             "turn conversation=%s intent=%s replies=%s",
@@ -117,7 +139,21 @@ class DialogueManager:
             outcome.intent,
             ",".join(r.key for r in replies),
         )
-        return TurnResult(replies, outcome.intent, outcome.state)
+        return TurnResult(replies, outcome.intent, outcome.state), events
+
+    async def _apologise(self, inbound: Inbound) -> TurnResult:
+        """After a failed turn: keep the message where people will see it, and say sorry."""
+        at = (inbound.received_at or self.clock()).isoformat()
+        kept = {"conversation_id": inbound.conversation_id, "text": inbound.text[:2000], "button": inbound.button,
+                "attachments": len(inbound.attachments), "at": at}  # fmt: skip
+        try:
+            await self.store.redis.xadd(self.store.key("failed_turns"), {"message": to_json(kept)}, maxlen=10_000)
+        except Exception:  # the store itself is down: the log line above is all that can be kept
+            log.error("could not keep the failed message conversation=%s", conversation_tag(inbound.conversation_id))
+        language = inbound.locale_hint if inbound.locale_hint in self.catalog.locales else self.catalog.default
+        text = self.renderer.text(language, "internal_error")
+        state = Conversation.new(inbound.conversation_id, inbound.channel, inbound.user_id)
+        return TurnResult([Outbound(inbound.conversation_id, "internal_error", text, language)], None, state)
 
     # -- people ------------------------------------------------------------------------------
 
@@ -142,9 +178,10 @@ class DialogueManager:
                 await self.queue.release(conversation_id)
             facts = Facts(now=now, order=order, ticket_id=new_ticket_id(now))
             outcome = self.dialogue.agent_step(state, action, facts)
-            replies = await self._finish(outcome, now, turn.writes)
+            replies, events = await self._finish(outcome, now, turn.writes)
             turn.state = outcome.state.dump()
         await self._post(replies)
+        await self._notify_all(events)
         return AgentResult(True, replies)
 
     async def collect(self, conversation_id: str) -> list[Outbound]:
@@ -187,8 +224,9 @@ class DialogueManager:
 
     # -- around the step ------------------------------------------------------------------------
 
-    async def _finish(self, outcome: Outcome, now: datetime, writes: Pipeline) -> list[Outbound]:
-        """Render the replies and carry out the effects; writes go out with the turn's save."""
+    async def _finish(self, outcome: Outcome, now: datetime, writes: Pipeline) -> tuple[list[Outbound], list[Event]]:
+        """Render the replies and carry out the effects; writes go out with the turn's save.
+        Returns the events for listeners, told only once the turn is saved."""
         state = outcome.state
         replies = [self.render(state, reply) for reply in outcome.replies]
         for reply in replies:
@@ -198,12 +236,13 @@ class DialogueManager:
         tickets = {e.ticket.id: e.ticket for e in outcome.effects if isinstance(e, SaveTicket)}
         for ticket in tickets.values():
             self._stage_ticket(writes, ticket, state)
+        events: list[Event] = []
         for effect in outcome.effects:
             if isinstance(effect, Enqueue):
                 self.queue.stage_enqueue(
                     writes, effect.conversation_id, effect.reason, effect.priority, effect.deadline, now
                 )
-                await self._notify(effect.conversation_id, {"type": "queued", "reason": effect.reason})
+                events.append((effect.conversation_id, {"type": "queued", "reason": effect.reason}))
             elif isinstance(effect, RaisePriority):
                 await self.queue.raise_priority(effect.conversation_id, effect.priority)
             elif isinstance(effect, CountFailedVerification):
@@ -211,8 +250,8 @@ class DialogueManager:
                 writes.incr(key)
                 writes.expire(key, self.dialogue.policy.verification_lock_seconds)
             elif isinstance(effect, RelayToAgent):
-                await self._notify(effect.conversation_id, {"type": "customer_message", "text": effect.text})
-        return replies
+                events.append((effect.conversation_id, {"type": "customer_message", "text": effect.text}))
+        return replies, events
 
     def render(self, state: Conversation, reply: Reply) -> Outbound:
         language = state.language or self.catalog.default
@@ -249,11 +288,17 @@ class DialogueManager:
             return 0
         return int(await self.store.redis.get(self.store.key("vfail", number)) or 0)
 
-    async def _notify(self, conversation_id: str, event: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            result = listener(conversation_id, event)
-            if hasattr(result, "__await__"):
-                await result
+    async def _notify_all(self, events: list[Event]) -> None:
+        """Tell listeners (the Slack console, ...) after the save; a failing listener is logged and
+        cannot undo or break the turn."""
+        for conversation_id, event in events:
+            for listener in self.listeners:
+                try:
+                    result = listener(conversation_id, event)
+                    if hasattr(result, "__await__"):
+                        await result
+                except Exception:
+                    log.exception("listener failed conversation=%s", conversation_tag(conversation_id))
 
 
 def _loaded(data: dict[str, Any] | None) -> Conversation | None:

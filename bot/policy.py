@@ -107,6 +107,10 @@ class Policy:
         limits = _by_intent(self.model.photos, intent) or PhotoLimits()
         return limits.min, limits.max
 
+    def most_photos(self) -> int:
+        """The largest number of photos any request asks for: the cap on photos kept before one does."""
+        return max((limits.max for limits in self.model.photos.values()), default=PhotoLimits().max)
+
     def resolutions(self, intent: str) -> list[str]:
         return [str(r) for r in _by_intent(self.model.resolutions, intent) or [Resolution.REFUND]]
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from bot.evidence import EvidenceStore
 from bot.messages import Attachment
-from tests.factories import jpeg
+from tests.factories import jpeg, message, photo
 
 
 @pytest.fixture
@@ -26,6 +26,8 @@ def test_a_real_photo_is_accepted_and_stored_under_a_random_name(evidence, tmp_p
     second = run(evidence.check(attach(jpeg())))
     assert first.accepted and second.accepted
     assert first.ref != second.ref and len(first.ref) > 20
+    assert not (tmp_path / first.ref).exists()  # checked, not yet kept by the dialogue
+    run(evidence.keep(first))
     assert (tmp_path / first.ref).is_file()
 
 
@@ -38,6 +40,7 @@ def test_exif_is_stripped_and_orientation_applied(evidence, tmp_path, run):
     image.save(out, format="JPEG", exif=exif)
     assert b"SecretCam" in out.getvalue()  # the upload does carry it
     check = run(evidence.check(attach(out.getvalue())))
+    run(evidence.keep(check))
     with Image.open(tmp_path / check.ref) as stored:
         assert stored.size == (100, 300)  # upright now
         assert not stored.getexif()
@@ -60,3 +63,19 @@ def test_a_decompression_bomb_is_rejected(evidence, run):
     assert len(out.getvalue()) < 100_000
     check = run(evidence.check(attach(out.getvalue(), "image/png")))
     assert (check.accepted, check.reason) == (False, "too_many_pixels")
+
+
+def test_photos_nobody_asked_for_are_kept_only_up_to_a_flow_s_maximum(make_manager, run, tmp_path):
+    """Thirty messages of three photos each, outside any flow, store at most five files."""
+    manager = make_manager()
+    for n in range(30):
+        run(manager.handle(message(attachments=(photo(), photo(), photo()), message_id=f"m{n}")))
+    stored = list((tmp_path / "evidence").glob("*.jpg"))
+    state = run(manager.conversation("console:c1"))
+    assert len(stored) == len(state.early_photos) == 5
+
+
+def test_a_rejected_or_unkept_photo_writes_nothing(make_manager, run, tmp_path):
+    manager = make_manager()
+    run(manager.handle(message(attachments=(attach(b"not an image at all" * 50),))))
+    assert not (tmp_path / "evidence").exists() or list((tmp_path / "evidence").iterdir()) == []

@@ -61,6 +61,10 @@ class Dialogue:
         agent_move(turn, action)
         return Outcome(turn.state, turn.replies, turn.effects, None)
 
+    def too_long(self, inbound: Inbound) -> bool:
+        """A message refused for its length before any other work is done on it."""
+        return len(inbound.text) > self.max_input_chars
+
     def order_number_for(self, state: Conversation | None, inbound: Inbound) -> str | None:
         """The order number this turn will be about: named in the message, or already known."""
         return self.numbers.find(clean_text(inbound.text)) or (state.slots.order_number if state else None)

@@ -18,8 +18,9 @@ class PhotoCheck:
 
     accepted: bool
     reason: str | None = None  # a photo_reasons key when rejected
-    ref: str | None = None  # stored file name when accepted
+    ref: str | None = None  # the file name it gets when kept
     is_image: bool = True
+    data: bytes = field(default=b"", repr=False)  # the cleaned image, written only if the dialogue keeps it
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +78,19 @@ class CountFailedVerification:
 
 
 @dataclass(frozen=True, slots=True)
+class KeepPhoto:
+    """An accepted photo the dialogue keeps as evidence (others are never written)."""
+
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class RelayToAgent:
     conversation_id: str
     text: str
 
 
-Effect = SaveTicket | Enqueue | RaisePriority | CountFailedVerification | RelayToAgent
+Effect = SaveTicket | Enqueue | RaisePriority | CountFailedVerification | KeepPhoto | RelayToAgent
 
 
 @dataclass

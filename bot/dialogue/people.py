@@ -13,6 +13,8 @@ from bot.dialogue.turn import Turn
 from bot.state import Handoff
 from bot.values import Minutes, Moment, OpeningHours, Value, order_values
 
+RELAYED_PHOTO_LIMIT = 20  # photos a conversation may pass to people in all; more are not stored
+
 
 def hand_off(turn: Turn, reason: str, priority: str, rule: str) -> None:
     """Queue the conversation for a person and tell the customer when to expect one."""
@@ -49,7 +51,8 @@ def relay(turn: Turn) -> None:
     turn.effects.append(RelayToAgent(state.id, transcript_text(turn)))
     understanding = turn.d.recognizer.understand(turn.text, turn.language) if turn.text else None
     turn.intent = understanding.intent if understanding else None
-    photos = turn.accepted_photos()
+    room = max(0, RELAYED_PHOTO_LIMIT - len(state.photo_refs))
+    photos = turn.keep_photos(turn.accepted_photos()[:room])
     if photos:
         state.photo_refs = [*state.photo_refs, *photos]
         update_ticket(turn, photo_refs=state.photo_refs)

@@ -118,9 +118,8 @@ def _attachments_only(turn: Turn) -> None:
     if step and step.takes_photos and step.receive(turn):
         flow.advance(turn)
         return
-    accepted = turn.accepted_photos()
-    if accepted:
-        turn.state.early_photos = [*turn.state.early_photos, *accepted]
+    if turn.accepted_photos():
+        turn.keep_photos_for_later()
         turn.say("photo_not_expected")
     else:
         turn.say("attachment_unsupported")
@@ -144,7 +143,7 @@ def _text(turn: Turn, understanding: Understanding | None) -> None:
     if intent and intent != Intent.OTHER and intent in turn.d.flows:
         state.fallbacks = 0
         if not (waiting and waiting.takes_photos):
-            state.early_photos = [*state.early_photos, *turn.accepted_photos()]
+            turn.keep_photos_for_later()
         flow.start(turn, intent)
         return
     if waiting:

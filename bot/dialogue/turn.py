@@ -10,7 +10,7 @@ import re
 import unicodedata
 from typing import TYPE_CHECKING
 
-from bot.dialogue.outcome import Effect, Facts, Reply
+from bot.dialogue.outcome import Effect, Facts, KeepPhoto, Reply
 from bot.messages import Inbound
 from bot.order import Order
 from bot.state import Conversation, Said
@@ -80,6 +80,18 @@ class Turn:
 
     def accepted_photos(self) -> list[str]:
         return [p.ref for p in self.facts.photos if p.accepted and p.ref]
+
+    def keep_photos(self, refs: list[str]) -> list[str]:
+        """Keep these accepted photos (the manager writes them); a photo nobody keeps is never stored."""
+        self.effects.extend(KeepPhoto(ref) for ref in refs)
+        return refs
+
+    def keep_photos_for_later(self) -> int:
+        """Photos sent before any flow asked for them, kept for the flow that will (up to its maximum)."""
+        room = max(0, self.d.policy.most_photos() - len(self.state.early_photos))
+        kept = self.keep_photos(self.accepted_photos()[:room])
+        self.state.early_photos = [*self.state.early_photos, *kept]
+        return len(kept)
 
 
 def is_new_request(understanding: Understanding | None) -> bool:

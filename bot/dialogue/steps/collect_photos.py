@@ -74,7 +74,7 @@ class CollectPhotos(Step):
                 turn.say(self.rejected, reason=Fragment("photo_reasons", "too_many"), max_mb=max_mb)
             elif check.accepted and check.ref:
                 slots.photos += 1
-                state.photo_refs = [*state.photo_refs, check.ref]
+                state.photo_refs = [*state.photo_refs, *turn.keep_photos([check.ref])]
                 turn.say(self.received, count=slots.photos, max=high)
             else:
                 reason = Fragment("photo_reasons", check.reason or "not_image")
