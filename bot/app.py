@@ -92,6 +92,7 @@ class App:
             orders=self._orders or default_orders(settings),
             evidence=EvidenceStore(Path(settings.data_dir) / "evidence", max_bytes=max_bytes, max_pixels=max_pixels),
             clock=self.clock,
+            supervisors=frozenset(settings.supervisors),
         )
         return self.manager
 

@@ -58,6 +58,7 @@ class Settings:
     slack_api_base: str | None = None
     slack_agent_channel: str | None = None
     slack_agent_ids: tuple[str, ...] = ()
+    supervisors: tuple[str, ...] = ()  # agents who may take over a conversation someone else claimed
     # What from_env could not read (a word where a number belongs); reported with the rest of the
     # configuration's problems by bot.validation, not raised here.
     problems: tuple[Problem, ...] = field(default=(), compare=False, repr=False)
@@ -119,5 +120,6 @@ class Settings:
             slack_api_base=get("SLACK_API_BASE"),
             slack_agent_channel=get("SLACK_AGENT_CHANNEL"),
             slack_agent_ids=tuple(i.strip() for i in (get("SLACK_AGENT_IDS") or "").split(",") if i.strip()),
+            supervisors=tuple(i.strip() for i in (get("AFTERSALES_SUPERVISORS") or "").split(",") if i.strip()),
             problems=tuple(problems),
         )

@@ -119,6 +119,7 @@ class AgentMove(StrEnum):
     MACRO = "macro"
     HANDBACK = "handback"
     RESOLVE = "resolve"
+    TAKEOVER = "takeover"  # a supervisor takes a claimed conversation over
 
 
 class Slot(StrEnum):

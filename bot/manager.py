@@ -32,6 +32,7 @@ from bot.dialogue import (
     Reply,
     SaveTicket,
 )
+from bot.dialogue.people import refusal
 from bot.evidence import EvidenceStore
 from bot.handoff import HumanQueue
 from bot.limits import admit
@@ -81,6 +82,7 @@ class DialogueManager:
         orders: OrderProvider,
         evidence: EvidenceStore,
         clock: Clock = utc_now,
+        supervisors: frozenset[str] = frozenset(),
     ) -> None:
         self.dialogue = dialogue
         self.renderer = renderer
@@ -91,6 +93,7 @@ class DialogueManager:
         self.tickets = TicketBook(store)
         self.queue = HumanQueue(store)
         self.clock = clock
+        self.supervisors = supervisors  # agents who may take over a conversation another agent claimed
         self.listeners: list[AgentListener] = []  # e.g. the Slack console, to show relayed messages
 
     # -- customers ---------------------------------------------------------------------------
@@ -164,7 +167,7 @@ class DialogueManager:
             state = _loaded(turn.state)
             if state is None:
                 return AgentResult(False, [], "no such conversation")
-            problem = _refusal(state.handoff.state, action.kind)
+            problem = refusal(state, action.kind, action.agent, action.agent in self.supervisors)
             if problem:
                 return AgentResult(False, [], problem)
             order = await self._order(state.slots.order_number) if state.slots.verified else None
@@ -313,20 +316,3 @@ def _outbound(data: dict[str, Any]) -> Outbound:
 def conversation_tag(conversation_id: str) -> str:
     """A stable, anonymous tag for logs: conversation ids can hold phone numbers."""
     return hashlib.blake2s(conversation_id.encode(), digest_size=6).hexdigest()
-
-
-def _refusal(handoff_state: str, action: str) -> str:
-    """Why a person's move does not fit the conversation's handoff state ('' when it does)."""
-    allowed = {
-        AgentMove.CLAIM: (HandoffState.QUEUED,),
-        AgentMove.REPLY: (HandoffState.ASSIGNED,),
-        AgentMove.MACRO: (HandoffState.ASSIGNED,),
-        AgentMove.HANDBACK: (HandoffState.ASSIGNED,),
-        AgentMove.RESOLVE: (HandoffState.ASSIGNED, HandoffState.QUEUED),
-    }
-    move = AgentMove(action) if action in AgentMove._value2member_map_ else None
-    if move is None:
-        return f"unknown action {action!r}"
-    if handoff_state not in allowed[move]:
-        return f"cannot {action}: the conversation is {handoff_state}"
-    return ""

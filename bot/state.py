@@ -51,6 +51,12 @@ class TicketReason(_Model):
     at: str
 
 
+class Takeover(_Model):
+    by: str
+    from_agent: str | None = None
+    at: str
+
+
 class Ticket(_Model):
     id: str
     conversation_id: str
@@ -65,6 +71,7 @@ class Ticket(_Model):
     channel: str = ""
     csat: int | None = None
     reasons: list[TicketReason] = Field(default_factory=list)
+    takeovers: list[Takeover] = Field(default_factory=list)
     created_at: str
     sla_deadline: str | None = None
     resolved_at: str | None = None

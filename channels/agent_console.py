@@ -24,6 +24,7 @@ HELP = """commands:
   macro CONV NAME            send a prepared answer: refund_approved, replacement_sent, need_more_photos
   handback CONV              give the conversation back to the bot
   resolve CONV               close the case and ask the customer for a rating
+  takeover CONV              (supervisors) take over a conversation another agent claimed
   tickets | ticket ID        recent tickets, or one in full
   help | quit"""
 
@@ -89,7 +90,7 @@ class AgentConsole:
             await self.queue()
         elif command == "show" and args:
             await self.show(self._conversation(args[0]))
-        elif command in ("claim", "handback", "resolve") and args:
+        elif command in ("claim", "handback", "resolve", "takeover") and args:
             await self.act(self._conversation(args[0]), AgentAction(AgentMove(command), self.agent))
         elif command == "reply" and len(args) >= 2:
             await self.act(self._conversation(args[0]), AgentAction(AgentMove.REPLY, self.agent, " ".join(args[1:])))

@@ -97,10 +97,11 @@ def store() -> Store:
 
 @pytest.fixture
 def make_manager(brain: Brain, store: Store, tmp_path: Path) -> Callable[..., DialogueManager]:
-    def make(orders: list[Any] = (), clock: Any = None) -> DialogueManager:
+    def make(orders: list[Any] = (), clock: Any = None, supervisors: frozenset[str] = frozenset()) -> DialogueManager:
         policy = brain.dialogue.policy
         max_bytes, max_pixels = policy.evidence_limits
-        kwargs = {"clock": clock} if clock else {}
+        kwargs: dict[str, Any] = {"clock": clock} if clock else {}
+        kwargs["supervisors"] = supervisors
         return DialogueManager(
             dialogue=brain.dialogue,
             renderer=brain.renderer,

@@ -94,3 +94,43 @@ def test_a_macro_stating_order_facts_is_refused_without_a_verified_order(make_ma
     assert not refused.ok and "no verified order" in refused.problem and refused.replies == []
     sent = run(manager.agent("console:c1", AgentAction("macro", "Mei", "need_more_photos")))
     assert sent.ok and [r.key for r in sent.replies] == ["macro_need_more_photos"]
+
+
+def _claimed_by_mei(make_manager, run, **kw):
+    manager = make_manager(clock=lambda: NOW, **kw)
+    run(manager.handle(message("I want to talk to a real person", received_at=NOW)))
+    assert run(manager.agent("console:c1", AgentAction("claim", "Mei"))).ok
+    return manager
+
+
+def test_only_the_agent_who_claimed_may_reply_hand_back_or_resolve(make_manager, run):
+    manager = _claimed_by_mei(make_manager, run)
+    for kind, text in (
+        ("reply", "hi, I am here too"),
+        ("handback", ""),
+        ("resolve", ""),
+        ("macro", "need_more_photos"),
+    ):
+        result = run(manager.agent("console:c1", AgentAction(kind, "Raj", text)))
+        assert not result.ok and "Mei has claimed" in result.problem and result.replies == []
+    assert run(manager.conversation("console:c1")).handoff.agent == "Mei"
+    assert run(manager.agent("console:c1", AgentAction("resolve", "Mei"))).ok
+
+
+def test_a_supervisor_takes_over_and_the_ticket_records_it(make_manager, run):
+    manager = _claimed_by_mei(make_manager, run, supervisors=frozenset({"Lena"}))
+    refused = run(manager.agent("console:c1", AgentAction("takeover", "Raj")))
+    assert not refused.ok and "supervisor" in refused.problem
+    taken = run(manager.agent("console:c1", AgentAction("takeover", "Lena")))
+    assert taken.ok and [r.key for r in taken.replies] == ["agent_joined"]
+    state = run(manager.conversation("console:c1"))
+    assert state.handoff.agent == "Lena"
+    ticket = run(manager.tickets.get(state.ticket.id))
+    assert [(t["by"], t["from_agent"]) for t in ticket["takeovers"]] == [("Lena", "Mei")]
+    assert not run(manager.agent("console:c1", AgentAction("reply", "Mei", "still me?"))).ok
+
+
+def test_agent_text_reaches_the_customer_as_plain_text_without_control_characters(make_manager, run):
+    manager = _claimed_by_mei(make_manager, run)
+    result = run(manager.agent("console:c1", AgentAction("reply", "Mei", "Hello\x1b[31m there\u202e!\r\nLine two\x00")))
+    assert [r.text for r in result.replies] == ["Hello[31m there!\nLine two"]

@@ -9,8 +9,8 @@ from bot.contracts import CSAT_BUTTONS, AgentMove, HandoffState, Priority, Reaso
 from bot.dialogue import flow
 from bot.dialogue.outcome import AgentAction, Enqueue, RaisePriority, RelayToAgent
 from bot.dialogue.tickets import open_ticket, update_ticket
-from bot.dialogue.turn import Turn
-from bot.state import Handoff
+from bot.dialogue.turn import Turn, clean_text
+from bot.state import Conversation, Handoff, Takeover
 from bot.values import Minutes, Moment, OpeningHours, Value, order_values
 
 RELAYED_PHOTO_LIMIT = 20  # photos a conversation may pass to people in all; more are not stored
@@ -66,15 +66,53 @@ def relay(turn: Turn) -> None:
         turn.say("handoff_waiting")
 
 
+# Which handoff states each move fits; and which moves only the claiming agent may make.
+_FITS = {
+    AgentMove.CLAIM: (HandoffState.QUEUED,),
+    AgentMove.REPLY: (HandoffState.ASSIGNED,),
+    AgentMove.MACRO: (HandoffState.ASSIGNED,),
+    AgentMove.HANDBACK: (HandoffState.ASSIGNED,),
+    AgentMove.RESOLVE: (HandoffState.ASSIGNED, HandoffState.QUEUED),
+    AgentMove.TAKEOVER: (HandoffState.ASSIGNED,),
+}
+_OWNER_ONLY = (AgentMove.REPLY, AgentMove.MACRO, AgentMove.HANDBACK, AgentMove.RESOLVE)
+
+
+def refusal(state: Conversation, kind: str, agent: str, supervisor: bool) -> str:
+    """Why a person may not make this move now ('' when they may). The one place these rules live:
+    the terminal console and Slack both go through it."""
+    move = AgentMove(kind) if kind in AgentMove._value2member_map_ else None
+    if move is None:
+        return f"unknown action {kind!r}"
+    handoff = state.handoff
+    if handoff.state not in _FITS[move]:
+        return f"cannot {move}: the conversation is {handoff.state}"
+    if move in _OWNER_ONLY and handoff.state == HandoffState.ASSIGNED and handoff.agent != agent:
+        return f"cannot {move}: {handoff.agent} has claimed this conversation"
+    if move == AgentMove.TAKEOVER and not supervisor:
+        return "cannot take over: only a supervisor can"
+    if move == AgentMove.TAKEOVER and handoff.agent == agent:
+        return "cannot take over: it is already yours"
+    return ""
+
+
 def agent_move(turn: Turn, action: AgentAction) -> None:
     handoff = turn.state.handoff
     if action.kind == AgentMove.CLAIM:
         handoff.state, handoff.agent = HandoffState.ASSIGNED, action.agent
         turn.record("system", f"{action.agent} joined")
         turn.say("agent_joined", agent=action.agent)
+    elif action.kind == AgentMove.TAKEOVER:
+        previous, handoff.agent = handoff.agent, action.agent
+        turn.record("system", f"{action.agent} took over from {previous}")
+        if turn.state.ticket is not None:
+            entry = Takeover(by=action.agent, from_agent=previous, at=turn.facts.now.isoformat())
+            update_ticket(turn, takeovers=[*turn.state.ticket.takeovers, entry])
+        turn.say("agent_joined", agent=action.agent)
     elif action.kind == AgentMove.REPLY:
-        turn.record("agent", action.text)
-        turn.say("agent_message", text=action.text)
+        text = agent_text(action.text)
+        turn.record("agent", text)
+        turn.say("agent_message", text=text)
     elif action.kind == AgentMove.MACRO:
         order = turn.verified_order()
         refund_days = turn.d.policy.refund_days
@@ -89,6 +127,11 @@ def agent_move(turn: Turn, action: AgentAction) -> None:
         update_ticket(turn, status=TicketStatus.RESOLVED, resolved_at=turn.facts.now.isoformat())
         turn.state.csat_for = turn.state.ticket.id if turn.state.ticket else None
         turn.say("csat_ask", buttons=CSAT_BUTTONS)
+
+
+def agent_text(text: str) -> str:
+    """A person's reply as plain text: control and invisible characters removed, lines kept."""
+    return "\n".join(clean_text(line) for line in (text or "").replace("\r\n", "\n").split("\n")).strip()
 
 
 def transcript_text(turn: Turn) -> str:
