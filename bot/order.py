@@ -18,7 +18,7 @@ DEFAULT_PATTERNS = (
 )
 
 
-_NOT_ORDERS = re.compile(r"\S+@\S+|https?://\S+")  # "sato10023@mail.jp" holds no order number
+_NOT_ORDERS = re.compile(r"(?<!\S)(?:\S*@|https?://)\S*")  # "sato10023@mail.jp" holds none; a match starts only where a word does (linear)
 
 
 class OrderNumbers:
