@@ -20,11 +20,18 @@ TEXT_SLACK = 2  # text is cut at this many times max_input_chars (still rejected
 
 
 def admit(inbound: Inbound, max_input_chars: int) -> Inbound:
-    """The same message, within the limits above."""
+    """The same message, within the limits above, its text valid Unicode."""
     changes: dict[str, object] = {}
     cut = max_input_chars * TEXT_SLACK + 1
-    if len(inbound.text) > cut:
-        changes["text"] = inbound.text[:cut]
+    text = valid_unicode(inbound.text[:cut])
+    if text != inbound.text:
+        changes["text"] = text
+    for name in ("button", "message_id", "locale_hint", "user_id", "conversation_id"):
+        value = getattr(inbound, name)
+        if value is not None and valid_unicode(value) != value:
+            changes[name] = valid_unicode(value)
+    inbound = dataclasses.replace(inbound, **changes) if changes else inbound  # type: ignore[arg-type]
+    changes = {}
     if inbound.button is not None and len(inbound.button) > MAX_BUTTON_CHARS:
         changes["button"] = "?"  # unknown to every step: answered with button_expired
     if inbound.message_id is not None and len(inbound.message_id) > MAX_MESSAGE_ID_CHARS:
@@ -32,3 +39,12 @@ def admit(inbound: Inbound, max_input_chars: int) -> Inbound:
     if len(inbound.attachments) > MAX_ATTACHMENTS:
         changes["attachments"] = inbound.attachments[:MAX_ATTACHMENTS]
     return dataclasses.replace(inbound, **changes) if changes else inbound  # type: ignore[arg-type]
+
+
+def valid_unicode(text: str) -> str:
+    """Lone surrogates (from undecodable bytes) become U+FFFD; paired ones become their character."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import io
 import mimetypes
 import sys
 from pathlib import Path
@@ -73,6 +74,8 @@ async def chat(
     environment when not given) only decide the first line: whether the sample orders are in use."""
     user_id = user or getpass.getuser()
     conversation_id = f"console:{user_id}"
+    if isinstance(stdin, io.TextIOWrapper):
+        stdin.reconfigure(errors="surrogateescape")  # bytes that are not UTF-8 reach the core, which cleans them
     notice = orders_notice(settings or Settings.from_env())
     if notice:
         print(notice, flush=True)
