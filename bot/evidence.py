@@ -9,14 +9,19 @@ upright by its EXIF orientation and re-encoded as a fresh JPEG that carries noth
 (so no GPS, no camera serial), no XMP, no IPTC, no ICC profile, no comment. At most
 `max_decodes` images are decoded at once, whatever the number of photos arriving.
 
-`keep` writes a photo the dialogue decided to keep, under a random name.
+`keep` writes a photo the dialogue decided to keep, under a random name, in a folder only the
+service user can read (0700, files 0600). `expire` deletes kept photos older than the tickets
+they belong to: the time-driven work calls it with the store's TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import os
 import secrets
+import stat
+import time
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +46,8 @@ _UPRIGHT = {  # EXIF orientation -> the transposition that undoes it
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+_FILE_MODE = 0o600
+_FOLDER_MODE = 0o700
 _SUFFIX = ".jpg"
 
 
@@ -68,9 +75,17 @@ class EvidenceStore:
             return await asyncio.get_running_loop().run_in_executor(self._decoders, self._check, attachment.data)
 
     async def keep(self, check: PhotoCheck) -> None:
-        """Write a photo the dialogue decided to keep, under its random name."""
+        """Write a photo the dialogue decided to keep, under its random name, readable by the
+        service user only."""
         if check.accepted and check.ref and check.data:
             await asyncio.to_thread(self._write, check.ref, check.data)
+
+    async def expire(self, max_age_seconds: float) -> int:
+        """Delete kept photos last written more than `max_age_seconds` ago; returns how many.
+
+        Photos live as long as the tickets they were sent for: the manager's time-driven `tick`
+        calls this with the store's TTL."""
+        return await asyncio.to_thread(self._expire, max_age_seconds)
 
     # -- on a worker thread --------------------------------------------------------------------
 
@@ -119,8 +134,36 @@ class EvidenceStore:
         return clean
 
     def _write(self, name: str, data: bytes) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / name).write_bytes(data)
+        self.folder.mkdir(mode=_FOLDER_MODE, parents=True, exist_ok=True)
+        os.chmod(self.folder, _FOLDER_MODE)  # whatever the umask, or an older, wider folder
+        path = self.folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _FILE_MODE)
+        try:
+            os.fchmod(fd, _FILE_MODE)  # os.open's mode passes through the umask
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    def _expire(self, max_age_seconds: float) -> int:
+        cutoff = time.time() - max_age_seconds
+        removed = 0
+        try:
+            entries = list(os.scandir(self.folder))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if not entry.name.endswith(_SUFFIX):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:  # removed meanwhile, by another sweep
+                continue
+        return removed
 
 
 def _fitted(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pillow_heif
@@ -319,3 +321,49 @@ def test_eight_40_megapixel_photos_at_once_take_bounded_memory(forty_megapixels,
     accepted, peak_growth_mb = map(int, done.stdout.split())
     assert accepted == 8
     assert peak_growth_mb < 300, f"peak memory grew by {peak_growth_mb} MB"
+
+
+# -- private files, and they expire ------------------------------------------------------------------
+
+
+def test_kept_photos_and_their_folder_are_private_whatever_the_umask(tmp_path, run):
+    folder = tmp_path / "evidence"
+    evidence = EvidenceStore(folder, max_bytes=1_000_000, max_pixels=4_000_000)
+    previous = os.umask(0)  # the widest umask: nothing in it keeps files private
+    try:
+        check = run(evidence.check(attach(jpeg())))
+        run(evidence.keep(check))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / check.ref).stat().st_mode) == 0o600
+
+
+def test_a_folder_made_wider_before_is_made_private_again(tmp_path, run):
+    folder = tmp_path / "evidence"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    evidence = EvidenceStore(folder, max_bytes=1_000_000, max_pixels=4_000_000)
+    run(evidence.keep(run(evidence.check(attach(jpeg())))))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_photos_older_than_the_ticket_lifetime_expire(evidence, tmp_path, run):
+    checks = [run(evidence.check(attach(jpeg()))) for _ in range(3)]
+    for check in checks:
+        run(evidence.keep(check))
+    day = 24 * 3600
+    old, older, fresh = (tmp_path / check.ref for check in checks)
+    os.utime(old, (time.time() - 31 * day,) * 2)
+    os.utime(older, (time.time() - 90 * day,) * 2)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    os.utime(tmp_path / "notes.txt", (time.time() - 90 * day,) * 2)
+
+    assert run(evidence.expire(30 * day)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, "notes.txt"])
+    assert run(evidence.expire(30 * day)) == 0
+
+
+def test_expiring_before_any_photo_was_kept_deletes_nothing(tmp_path, run):
+    evidence = EvidenceStore(tmp_path / "never-made", max_bytes=1_000_000, max_pixels=4_000_000)
+    assert run(evidence.expire(0)) == 0
