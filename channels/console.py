@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import io
+import logging
 import mimetypes
 import sys
 from pathlib import Path
@@ -18,6 +19,9 @@ from bot.app import uses_sample_orders
 from bot.config import Settings, shipped_folder
 from bot.manager import DialogueManager
 from bot.messages import Attachment, Inbound, Outbound
+from bot.store import StoreError
+
+log = logging.getLogger(__name__)
 
 HELP = "Type a message. Commands: /photo PATH, /button PAYLOAD, /lang CODE, /quit"
 YOUR_OWN = "Set AFTERSALES_ORDERS (a file) or AFTERSALES_ORDERS_URL (your order API) for your own."
@@ -88,10 +92,17 @@ async def chat(
 
 
 async def _show_agent_messages(manager: DialogueManager, conversation_id: str) -> None:
-    """What a person writes from the agent console (another process) appears here."""
+    """What a person writes from the agent console (another process) appears here; a message
+    is acknowledged once shown, so one not shown yet (a crash) is shown by the next chat."""
     while True:
-        for reply in await manager.collect(conversation_id):
-            print("\n" + render(reply), flush=True)
+        try:
+            replies = await manager.collect(conversation_id)
+            for reply in replies:
+                print("\n" + render(reply), flush=True)
+            if replies:
+                await manager.ack(conversation_id)
+        except StoreError as error:  # the store is restarting or unreachable: try again shortly
+            log.warning("could not read the agent's messages: %s", error)
         await asyncio.sleep(0.5)
 
 

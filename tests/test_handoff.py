@@ -71,7 +71,25 @@ def test_agent_replies_reach_another_process_through_the_outbox(make_manager, ru
     run(manager.agent("console:c1", AgentAction("reply", "Ann", "Hello, Ann here")))
     delivered = run(manager.collect("console:c1"))
     assert [r.text for r in delivered][-1] == "Hello, Ann here"
+    run(manager.ack("console:c1"))
     assert run(manager.collect("console:c1")) == []
+
+
+def test_outbox_messages_not_acknowledged_are_delivered_again(make_manager, run):
+    """A channel that crashed between reading and delivering gets the messages again."""
+    manager = make_manager(clock=lambda: NOW)
+    run(manager.handle(message("a human please", received_at=NOW)))
+    run(manager.agent("console:c1", AgentAction("claim", "Ann")))
+    run(manager.agent("console:c1", AgentAction("reply", "Ann", "Hello, Ann here")))
+    assert run(manager.collect("console:c1"))[-1].text == "Hello, Ann here"  # read, then the channel dies
+    restarted = make_manager(clock=lambda: NOW)
+    again = run(restarted.collect("console:c1"))
+    assert [r.text for r in again].count("Hello, Ann here") == 1
+    run(restarted.agent("console:c1", AgentAction("reply", "Ann", "Still there?")))
+    run(restarted.ack("console:c1"))
+    assert [r.text for r in run(restarted.collect("console:c1"))] == ["Still there?"]
+    run(restarted.ack("console:c1"))
+    assert run(restarted.collect("console:c1")) == []
 
 
 def test_a_legal_threat_while_queued_moves_the_conversation_up(make_manager, run):
