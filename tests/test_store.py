@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.dialogue import AgentAction
-from bot.store import LockLost, Store, StoreFull
+from bot.store import LockLost, Store, StoreFull, migrate_layout
 from bot.tickets import TicketBook
 from tests.factories import NOW, message, order
 
@@ -269,3 +270,34 @@ def test_ticket_ids_are_reserved_so_they_never_collide(store, run):
         return [await book.reserve_id(NOW, f"console:r{n}", propose=lambda now: next(proposals)) for n in range(2)]
 
     assert run(reserve_twice()) == ["AS-2611-SAME1", "AS-2611-OTHER"]
+
+
+def test_what_release_0_1_saved_moves_to_the_new_key_layout(make_manager, store, run):
+    """Keys as 0.1 wrote them (`conv:<id>`, `queue:entry:<id>`, an `outbox:<id>` list, ticket
+    documents at `ticket:<id>`) are moved once, with their TTLs, and read as before."""
+    saved = json.loads((Path(__file__).parent / "fixtures" / "state_v0.json").read_text())
+    cid, ticket = saved["id"], saved["ticket"]
+    entry = {"conversation_id": cid, "reason": "legal_threat", "priority": "high", "state": "assigned",
+             "enqueued_at": NOW.isoformat(), "deadline": NOW.isoformat(), "agent": "Mika"}  # fmt: skip
+    reply = {"conversation_id": cid, "key": "agent_message", "text": "Mika here", "language": "ja", "buttons": []}
+
+    async def write_0_1_layout():
+        await store.redis.set(store.key("conv", cid), json.dumps(saved), ex=500)
+        await store.redis.hset(store.key("queue", "entry", cid), mapping=entry)
+        await store.redis.expire(store.key("queue", "entry", cid), 500)
+        await store.redis.set(store.key("ticket", ticket["id"]), json.dumps(ticket), ex=500)
+        await store.redis.zadd(store.key("tickets"), {ticket["id"]: NOW.timestamp()})
+        await store.redis.rpush(store.key("outbox", cid), json.dumps(reply))
+        await store.redis.expire(store.key("outbox", cid), 500)
+        return await migrate_layout(store), await migrate_layout(store)
+
+    assert run(write_0_1_layout()) == (4, 0)
+    manager = make_manager(clock=lambda: NOW)
+    state = run(manager.conversation(cid))
+    assert state.handoff.agent == "Mika" and state.ticket.id == ticket["id"]
+    assert [e.agent for e in run(manager.queue.assigned())] == ["Mika"]
+    assert run(manager.tickets.get(ticket["id"]))["order_number"] == "SO-10023"
+    assert [r.text for r in run(manager.collect(cid))] == ["Mika here"]
+    assert 0 < run(store.redis.ttl(store.conversation_key(cid, "conv"))) <= 500
+    old_keys = [store.key("conv", cid), store.key("queue", "entry", cid), store.key("outbox", cid)]
+    assert not run(store.redis.exists(*old_keys))

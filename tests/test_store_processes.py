@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import EmbeddedValkey, Store, StoreUnavailable
+from bot.embedded_valkey import EmbeddedValkey
+from bot.store import Store, StoreUnavailable
 
 ROOT = Path(__file__).parent.parent
 
