@@ -50,7 +50,7 @@ class ChannelEvent:
         )
 
 
-class RetryLater(Exception):  # noqa: N818 - a signal, not a failure
+class RetryLater(Exception):
     """The platform asked to slow down (429) or failed for now (5xx, network): send again later."""
 
     def __init__(self, seconds: float, reason: str) -> None:
@@ -59,7 +59,7 @@ class RetryLater(Exception):  # noqa: N818 - a signal, not a failure
         self.reason = reason
 
 
-class Undeliverable(Exception):  # noqa: N818 - a verdict, raised once per message
+class Undeliverable(Exception):
     """The platform refused this message for good (blocked bot, outside WhatsApp's 24-hour window, ...)."""
 
     def __init__(self, reason: str) -> None:
