@@ -38,7 +38,7 @@ class Settings:
     cache_dir: Path | None = field(default_factory=lambda: _default_cache())  # trained models; None: no cache
     orders_url: str | None = None  # a shop order API, e.g. https://shop.example/api/orders/{number}
     orders_auth: str | None = None  # a header for it, e.g. "Authorization: Bearer ..."
-    orders_timeout: float = 5.0
+    orders_timeout: float = 2.5  # seconds for a whole lookup; then the check is "not possible right now"
     ttl_seconds: int = 30 * 24 * 3600
     max_input_chars: int = 2000
     default_locale: str = "en"
