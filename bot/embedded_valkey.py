@@ -144,13 +144,17 @@ class EmbeddedValkey:
                 return
         except (OSError, ValueError):
             pass
-        watchdog = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(self.folder), str(self.socket_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # not in the terminal's process group: Ctrl+C stops users, not it
-        )
+        try:
+            watchdog = subprocess.Popen(
+                [sys.executable, "-c", _WATCHDOG, str(self.folder), str(self.socket_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # not in the terminal's process group: Ctrl+C stops users, not it
+            )
+        except OSError as error:  # no interpreter to run it: the last user's detach still shuts down
+            log.warning("no watchdog for the embedded Valkey: %s", error)
+            return
         path.write_text(f"{watchdog.pid}\n")
 
     def _start(self) -> None:

@@ -231,7 +231,7 @@ class Store:
                     unix_socket_path=str(embedded.socket_path),
                     decode_responses=True,
                     retry=_RevivingRetry(_Reviver(embedded).revive),
-                    socket_timeout=30,
+                    socket_timeout=5,  # then retried: a turn's commands take milliseconds
                     socket_connect_timeout=5,
                 )
             try:
@@ -445,7 +445,7 @@ class HeldConversation:
 
 async def _connect(url: str) -> Client:
     """A client for the server at `url`; a cluster client when that server is a cluster node."""
-    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 30, "socket_connect_timeout": 5}
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 10, "socket_connect_timeout": 5}
     single = Redis.from_url(url, retry=_RevivingRetry(None), **options)
     try:
         info = await single.info("cluster")
