@@ -12,6 +12,7 @@ from bot.dialogue import Dialogue
 from bot.evidence import EvidenceStore
 from bot.intents import IntentRecognizer
 from bot.language import LanguageDetector, catalog_lexicon
+from bot.mailer import mailer_from
 from bot.manager import Clock, DialogueManager, utc_now
 from bot.order import DEFAULT_PATTERNS, OrderNumbers
 from bot.order_sources import HttpOrders, OrderProvider, StaticOrders
@@ -93,6 +94,7 @@ class App:
             evidence=EvidenceStore(Path(settings.data_dir) / "evidence", max_bytes=max_bytes, max_pixels=max_pixels),
             clock=self.clock,
             supervisors=frozenset(settings.supervisors),
+            mailer=mailer_from(settings),
         )
         return self.manager
 

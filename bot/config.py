@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 
 from bot.validation import ENVIRONMENT, Problem
@@ -59,6 +60,8 @@ class Settings:
     slack_agent_channel: str | None = None
     slack_agent_ids: tuple[str, ...] = ()
     supervisors: tuple[str, ...] = ()  # agents who may take over a conversation someone else claimed
+    smtp_url: str | None = field(default=None, repr=False)  # mails unlock codes; holds a password
+    mail_from: str | None = None  # the From of those mails, e.g. "Shop <service@shop.example>"
     # What from_env could not read (a word where a number belongs); reported with the rest of the
     # configuration's problems by bot.validation, not raised here.
     problems: tuple[Problem, ...] = field(default=(), compare=False, repr=False)
@@ -121,5 +124,25 @@ class Settings:
             slack_agent_channel=get("SLACK_AGENT_CHANNEL"),
             slack_agent_ids=tuple(i.strip() for i in (get("SLACK_AGENT_IDS") or "").split(",") if i.strip()),
             supervisors=tuple(i.strip() for i in (get("AFTERSALES_SUPERVISORS") or "").split(",") if i.strip()),
-            problems=tuple(problems),
+            smtp_url=get("SMTP_URL"),
+            mail_from=get("AFTERSALES_MAIL_FROM"),
+            problems=tuple(problems + _mail_problems(get("SMTP_URL"), get("AFTERSALES_MAIL_FROM"))),
         )
+
+
+def _mail_problems(smtp_url: str | None, mail_from: str | None) -> list[Problem]:
+    """SMTP_URL and AFTERSALES_MAIL_FROM go together; the URL's password is never repeated."""
+    problems = []
+    if smtp_url:
+        from bot.mailer import SmtpServer  # only a bot that mails needs aiosmtplib loaded
+
+        try:
+            SmtpServer.from_url(smtp_url)
+        except ValueError as error:
+            problems.append(Problem(ENVIRONMENT, None, str(error)))
+        if not mail_from:
+            message = "AFTERSALES_MAIL_FROM is needed with SMTP_URL (the sender of unlock codes)"
+            problems.append(Problem(ENVIRONMENT, None, message))
+    if mail_from and "@" not in parseaddr(mail_from)[1]:
+        problems.append(Problem(ENVIRONMENT, None, f"AFTERSALES_MAIL_FROM is not an address: {mail_from!r}"))
+    return problems

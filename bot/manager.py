@@ -19,7 +19,6 @@ from redis.asyncio.client import Pipeline
 from bot.contracts import AgentMove, HandoffState, Priority
 from bot.dialogue import (
     AgentAction,
-    CountFailedVerification,
     Dialogue,
     Enqueue,
     Facts,
@@ -30,13 +29,16 @@ from bot.dialogue import (
     Reply,
     SaveTicket,
 )
+from bot.dialogue.outcome import ProofFacts, VerificationEffect
 from bot.dialogue.people import refusal
 from bot.evidence import EvidenceStore
 from bot.handoff import HumanQueue
 from bot.limits import admit
+from bot.lockouts import Lockouts
+from bot.mailer import Mailer
 from bot.messages import Button, Inbound, Outbound
 from bot.order import Order
-from bot.order_sources import OrderApiError, OrderProvider
+from bot.order_sources import OrderProvider, look_up
 from bot.outbox import Outbox
 from bot.render import Renderer, needs_order
 from bot.state import Conversation, Said, Ticket
@@ -82,6 +84,7 @@ class DialogueManager:
         evidence: EvidenceStore,
         clock: Clock = utc_now,
         supervisors: frozenset[str] = frozenset(),
+        mailer: Mailer | None = None,  # sends unlock codes (SMTP_URL); None: a lock goes to a person
     ) -> None:
         self.dialogue = dialogue
         self.renderer = renderer
@@ -91,6 +94,7 @@ class DialogueManager:
         self.evidence = evidence
         self.tickets = TicketBook(store)
         self.queue = HumanQueue(store)
+        self.lockouts = Lockouts(store, dialogue.policy, renderer, mailer)
         self.outbox = Outbox(store)
         self.clock = clock
         self.supervisors = supervisors  # agents who may take over a conversation another agent claimed
@@ -123,14 +127,18 @@ class DialogueManager:
             too_long = self.dialogue.too_long(inbound)
             number = None if too_long else self.dialogue.order_number_for(state, inbound)
             photos = () if too_long else tuple([await self.evidence.check(a) for a in inbound.attachments])
+            lookup = await look_up(self.orders, number)
             facts = Facts(
                 now=now,
-                order=await self._order(number),
-                order_failures=await self._failures(number) if self.dialogue.awaits_proof(state) else 0,
+                order=lookup.order,
+                order_unavailable=lookup.unavailable,
+                proof=await self._failures(state, number),
                 photos=photos,
                 ticket_id=await self.tickets.reserve_id(now, inbound.conversation_id),
             )
             outcome = self.dialogue.step(state, inbound, facts)
+            if not await self.lockouts.send_codes(outcome.effects, turn.writes, now):  # no mail: a person instead
+                outcome = self.dialogue.step(state, inbound, facts.without_mail())
             replies, events = await self._finish(outcome, now, turn.writes)
             for effect in outcome.effects:
                 if isinstance(effect, KeepPhoto):
@@ -246,10 +254,8 @@ class DialogueManager:
                 events.append((effect.conversation_id, {"type": "queued", "reason": effect.reason}))
             elif isinstance(effect, RaisePriority):
                 await self.queue.raise_priority(effect.conversation_id, effect.priority)
-            elif isinstance(effect, CountFailedVerification):
-                key = self.store.key("vfail", effect.order_number)
-                writes.incr(key)
-                writes.expire(key, self.dialogue.policy.verification_lock_seconds)
+            elif isinstance(effect, VerificationEffect):
+                self.lockouts.stage(writes, effect, state)
             elif isinstance(effect, RelayToAgent):
                 events.append((effect.conversation_id, {"type": "customer_message", "text": effect.text}))
         return replies, events
@@ -276,18 +282,14 @@ class DialogueManager:
         self.tickets.stage(writes, {**ticket.model_dump(mode="json"), "transcript": transcript})
 
     async def _order(self, number: str | None) -> Order | None:
-        if not number:
-            return None
-        try:
-            return await self.orders.get(number)
-        except OrderApiError as error:
-            log.warning("order lookup failed: %s", error)  # the customer just cannot be verified now
-            return None
+        """The order for an agent's move: None when it does not exist or cannot be looked up now."""
+        return (await look_up(self.orders, number)).order
 
-    async def _failures(self, number: str | None) -> int:
-        if not number:
-            return 0
-        return int(await self.store.redis.get(self.store.key("vfail", number)) or 0)
+    async def _failures(self, state: Conversation | None, number: str | None) -> ProofFacts:
+        """Failed proofs, outages and a pending unlock code, read only while a proof is awaited."""
+        if state is None or not self.dialogue.awaits_proof(state):
+            return ProofFacts(can_mail_codes=self.lockouts.mailer is not None)
+        return await self.lockouts.facts(state, number)
 
     async def _notify_all(self, events: list[Event]) -> None:
         """Tell listeners (the Slack console, ...) after the save; a failing listener is logged and

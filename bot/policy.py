@@ -160,6 +160,22 @@ class Policy:
         return self.model.verification.lock_hours * 3600
 
     @property
+    def max_sender_failures(self) -> int:
+        return self.model.verification.max_sender_failures
+
+    @property
+    def unlock_code_minutes(self) -> int:
+        return self.model.verification.unlock_code_minutes
+
+    @property
+    def unlock_code_attempts(self) -> int:
+        return self.model.verification.unlock_code_attempts
+
+    @property
+    def unlock_codes(self) -> int:
+        return self.model.verification.unlock_codes
+
+    @property
     def evidence_limits(self) -> tuple[int, int]:
         return self.model.evidence.max_bytes, self.model.evidence.max_pixels
 

@@ -165,8 +165,12 @@ class SlaRule(Model):
 
 
 class Verification(Model):
-    max_failures: PositiveInt = 3
+    max_failures: PositiveInt = 3  # per conversation and per order number
+    max_sender_failures: PositiveInt = 5  # per user of a channel, across conversations
     lock_hours: PositiveInt = 24
+    unlock_code_minutes: PositiveInt = 10  # a mailed one-time code works this long
+    unlock_code_attempts: PositiveInt = 3  # wrong codes before it stops working
+    unlock_codes: PositiveInt = 3  # codes mailed per order number in a lock period
 
 
 class Evidence(Model):

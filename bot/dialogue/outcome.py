@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bot.contracts import AgentMove
@@ -24,14 +24,41 @@ class PhotoCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class UnlockCode:
+    """A one-time code mailed to the order's address for this conversation; only its hash is kept."""
+
+    salt: str
+    digest: str
+    expires_at: datetime
+    attempts: int = 0  # wrong codes typed so far
+
+
+@dataclass(frozen=True, slots=True)
+class ProofFacts:
+    """What the store knows around a proof of ownership (read only while the verify step waits)."""
+
+    order_failures: int = 0  # failed verifications on the order number, across conversations
+    sender_failures: int = 0  # failed verifications by this user on this channel, across conversations
+    lookup_outages: int = 0  # turns in a row this conversation was told the order system is unreachable
+    unlock: UnlockCode | None = None  # a code mailed for this conversation and order number
+    codes_sent: int = 0  # codes mailed for this order number in the lock period
+    can_mail_codes: bool = False  # the bot can send e-mail (SMTP_URL)
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     """What the manager looked up for this turn."""
 
     now: datetime
     order: Order | None = None  # the order for the number the conversation names, if it exists
-    order_failures: int = 0  # failed verifications on that number, across conversations
+    order_unavailable: bool = False  # the shop's order system could not say (down, slow, garbled)
+    proof: ProofFacts = ProofFacts()
     photos: tuple[PhotoCheck, ...] = ()
     ticket_id: str = ""
+
+    def without_mail(self) -> Facts:
+        """The same facts, as if the bot could not send e-mail (after a mail failure)."""
+        return replace(self, proof=replace(self.proof, can_mail_codes=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +101,48 @@ class RaisePriority:
 
 @dataclass(frozen=True, slots=True)
 class CountFailedVerification:
+    """Counted against the order number (in canonical form, so "so10023" counts for SO-10023) and
+    against the conversation's user on its channel, across their conversations."""
+
     order_number: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountLookupOutage:
+    """The customer was told the order system cannot be reached (twice in a row offers a person)."""
+
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetLookupOutages:
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendUnlockCode:
+    """Mail a fresh one-time code to the order's address ('' when there is no such order: the bot
+    then goes through the same motions without a message, so both take as long)."""
+
+    conversation_id: str
+    order_number: str  # canonical
+    email: str
+    language: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountUnlockAttempt:
+    conversation_id: str
+    order_number: str  # canonical
+    attempts: int  # wrong codes typed, this one included
+
+
+@dataclass(frozen=True, slots=True)
+class DropUnlockCode:
+    """The code was used, ran out of attempts or expired: it never works again."""
+
+    conversation_id: str
+    order_number: str  # canonical
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +158,16 @@ class RelayToAgent:
     text: str
 
 
-Effect = SaveTicket | Enqueue | RaisePriority | CountFailedVerification | KeepPhoto | RelayToAgent
+# What the verify step asks of the store and the mail server (carried out by bot.lockouts).
+VerificationEffect = (
+    CountFailedVerification
+    | CountLookupOutage
+    | ForgetLookupOutages
+    | SendUnlockCode
+    | CountUnlockAttempt
+    | DropUnlockCode
+)
+Effect = SaveTicket | Enqueue | RaisePriority | KeepPhoto | RelayToAgent | VerificationEffect
 
 
 @dataclass

@@ -37,6 +37,10 @@ CODE_KEYS: dict[str, frozenset[str]] = {
     "csat_thanks": _NONE,
     "refund_fx_note": _ORDER,
     "order_lookup_unavailable": _NONE,
+    # The unlock-code e-mail (bot.lockouts), in the customer's language; the verify step's own
+    # texts (one_proof, code_sent, code_wrong, code_ask) are its catalog fields.
+    "unlock_code_mail_subject": _NONE,
+    "unlock_code_mail_body": frozenset({"code", "minutes"}),
     "internal_error": _NONE,
 }
 MACRO_VALUES = _ORDER  # macros are said with the verified order's facts (refused without one)

@@ -1,7 +1,7 @@
 """`ask_order_number: PROMPT` — wait until the conversation names an order number.
 
-The number itself is taken by routing wherever it appears in any message; this step only asks,
-and answers a message without one.
+The number itself is taken by routing wherever it appears in any message; this step asks, reads
+an answer more loosely than any message ("SO 10023", "SO_10023"), and answers a message without one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from bot.dialogue.turn import Turn, is_new_request
 
 if TYPE_CHECKING:
     from bot.intents import Understanding
+
+
+LOOSE_ANSWER_CHARS = 40
 
 
 class AskOrderNumber(Step):
@@ -32,6 +35,12 @@ class AskOrderNumber(Step):
 
     def answer(self, turn: Turn, understanding: Understanding | None) -> bool:
         if turn.state.slots.order_number:
+            return True
+        # A short answer may write the number with a space or an underscore where the shop has a
+        # dash ("SO 10023"): read it, whatever the classifier makes of those few letters.
+        number = turn.d.numbers.find_loose(turn.text) if len(turn.text) <= LOOSE_ANSWER_CHARS else None
+        if number:
+            turn.state.slots.order_number, turn.state.slots.verified = number, False
             return True
         if is_new_request(understanding) and understanding and understanding.intent != turn.state.flow:
             return False  # about something else: routing starts that
