@@ -10,6 +10,7 @@ from bot.dialogue import flow
 from bot.dialogue.csat import take_score
 from bot.dialogue.people import hand_off, relay, transcript_text
 from bot.dialogue.turn import SURE, Turn
+from bot.order import same_order_number
 
 if TYPE_CHECKING:
     from bot.intents import Understanding
@@ -85,7 +86,7 @@ def _take_order_number(turn: Turn) -> None:
     """An order number anywhere in a message is taken, whatever was asked."""
     number = turn.d.numbers.find(turn.text)
     slots = turn.state.slots
-    if number and number != slots.order_number:
+    if number and not same_order_number(number, slots.order_number):  # "so10023" is still SO-10023
         slots.order_number, slots.verified = number, False
         turn.new_number = True
         flow.rewind_to_verification(turn)
