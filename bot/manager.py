@@ -42,7 +42,7 @@ from bot.order_sources import OrderProvider, look_up
 from bot.outbox import Outbox
 from bot.render import Renderer, needs_order
 from bot.state import Conversation, Said, Ticket
-from bot.store import Store, to_json
+from bot.store import Store, StoreError, to_json
 from bot.tickets import TicketBook
 from bot.values import ORDER_FACTS
 
@@ -98,6 +98,9 @@ class DialogueManager:
         self.outbox = Outbox(store)
         self.clock = clock
         self.supervisors = supervisors  # agents who may take over a conversation another agent claimed
+        # Served channels (`aftersales run`): a turn's replies are queued for delivery with its save,
+        # and a store failure is raised so the inbox tries the message again.
+        self.deliver_replies = False
         self.listeners: list[AgentListener] = []  # e.g. the Slack console, to show relayed messages
 
     # -- customers ---------------------------------------------------------------------------
@@ -112,6 +115,11 @@ class DialogueManager:
         inbound = admit(inbound, self.dialogue.max_input_chars)
         try:
             result, events = await self._turn(inbound)
+        except StoreError:
+            if self.deliver_replies:
+                raise  # the message stays in the inbox and is tried again: nothing is lost
+            log.exception("turn failed conversation=%s", conversation_tag(inbound.conversation_id))
+            return await self._apologise(inbound)
         except Exception:
             log.exception("turn failed conversation=%s", conversation_tag(inbound.conversation_id))
             return await self._apologise(inbound)
@@ -140,6 +148,8 @@ class DialogueManager:
             if not await self.lockouts.send_codes(outcome.effects, turn.writes, now):  # no mail: a person instead
                 outcome = self.dialogue.step(state, inbound, facts.without_mail())
             replies, events = await self._finish(outcome, now, turn.writes)
+            if self.deliver_replies:
+                await self.outbox.post(replies)  # committed with the turn: never saved without its replies
             for effect in outcome.effects:
                 if isinstance(effect, KeepPhoto):
                     await self.evidence.keep(next(p for p in photos if p.ref == effect.ref))
@@ -164,7 +174,13 @@ class DialogueManager:
         language = inbound.locale_hint if inbound.locale_hint in self.catalog.locales else self.catalog.default
         text = self.renderer.text(language, "internal_error")
         state = Conversation.new(inbound.conversation_id, inbound.channel, inbound.user_id)
-        return TurnResult([Outbound(inbound.conversation_id, "internal_error", text, language)], None, state)
+        apology = Outbound(inbound.conversation_id, "internal_error", text, language)
+        if self.deliver_replies:
+            try:
+                await self.outbox.post([apology])
+            except StoreError:
+                log.error("could not queue the apology conversation=%s", conversation_tag(inbound.conversation_id))
+        return TurnResult([apology], None, state)
 
     # -- people ------------------------------------------------------------------------------
 
@@ -190,8 +206,8 @@ class DialogueManager:
             facts = Facts(now=now, order=order, ticket_id=await self.tickets.reserve_id(now, conversation_id))
             outcome = self.dialogue.agent_step(state, action, facts)
             replies, events = await self._finish(outcome, now, turn.writes)
+            await self._post(replies)  # inside the turn: committed with it
             turn.state = outcome.state.dump()
-        await self._post(replies)
         await self._notify_all(events)
         return AgentResult(True, replies)
 
@@ -209,6 +225,19 @@ class DialogueManager:
         """Keep replies for the customer's channel in another process (inside the conversation's
         turn, they commit with it)."""
         await self.outbox.post(replies)
+
+    async def delivery_failed(self, outbound: Outbound, reason: str) -> None:
+        """A message the platform refused for good: the transcript says so, and listeners (the agent
+        who wrote it, in Slack) are told."""
+        now = self.clock()
+        async with self.store.turn(outbound.conversation_id) as turn:
+            state = _loaded(turn.state)
+            if state is not None:
+                line = Said(who="system", text=f"not delivered ({outbound.key}): {reason}", at=now.isoformat())
+                state.transcript = [*state.transcript, line]
+                turn.state = state.dump()
+        event = {"type": "delivery_failed", "key": outbound.key, "reason": reason, "text": outbound.text}
+        await self._notify_all([(outbound.conversation_id, event)])
 
     async def tick(self, now: datetime | None = None) -> list[str]:
         """Time-driven work: queued conversations past their SLA become urgent. Returns their ids."""

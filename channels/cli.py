@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     test = commands.add_parser("test", help="run scripted dialogue tests (YAML files or folders)")
     test.add_argument("paths", nargs="+", type=Path)
     commands.add_parser("classify", help="JSON lines {text, locale_hint} in, language and intent out")
+    serve = commands.add_parser("run", help="serve the customer channels (Telegram, WhatsApp) over HTTP")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     agent = commands.add_parser("agent", help="the terminal agent console: queue, claim, reply, resolve")
     agent.add_argument("--name", default="Agent", help="your name as customers see it")
     tickets = commands.add_parser("tickets", help="list or show tickets")
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_test(settings, configuration, args.paths))
         if args.command == "classify":
             return _classify(settings, configuration)
+        if args.command == "run":
+            return _run(settings, configuration, args.host, args.port)
         if args.command == "chat":
             return asyncio.run(_chat(settings, configuration, args.user))
         if args.command == "agent":
@@ -67,6 +72,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    return 0
+
+
+def _run(settings: Settings, configuration: Configuration, host: str, port: int) -> int:
+    import uvicorn
+
+    from channels.server import ChannelSettingsError, build
+
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        asgi = build(settings, app=_app(settings, configuration))
+    except ChannelSettingsError as error:
+        print(f"aftersales run: {error}", file=sys.stderr)
+        return 2
+    # uvicorn turns SIGTERM into a graceful shutdown: the app's lifespan then drains turns in flight.
+    uvicorn.run(asgi, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=30)
     return 0
 
 

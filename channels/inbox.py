@@ -1,0 +1,190 @@
+"""The durable inbox: a verified webhook's events are in Redis before the platform gets its 200.
+
+Events are spread over `SHARDS` streams by conversation, so one conversation's events stay in
+one stream, in order. Each shard is read by one worker at a time (a lease), through a consumer
+group whose consumer is named after the shard: whoever takes a shard over after a crash reads
+the pending entries of the worker that died first, then new ones. An entry is acknowledged only
+after its turn is saved with its replies queued for delivery.
+
+De-duplication by platform id happens at the door, in the same script that appends: a platform
+that retries a webhook (or a second process that polls) never makes a second entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.exceptions import ResponseError
+
+from bot.store import Store, store_errors
+from channels.base import ChannelEvent
+
+log = logging.getLogger(__name__)
+
+SHARDS = 16
+GROUP = "workers"
+SEEN_SECONDS = 7 * 24 * 3600  # platforms retry for hours at most (Telegram, Meta: about a day)
+LEASE_MS = 15_000  # a worker that dies loses its shards this long after its last renewal
+KEEP = 100_000  # entries kept per shard (approximately) once acknowledged
+
+# Append an event unless its platform id was seen; both keys are in the shard's slot.
+_APPEND = """
+if redis.call('set', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+def shard_of(conversation_id: str) -> int:
+    return int.from_bytes(hashlib.blake2s(conversation_id.encode(), digest_size=2).digest(), "big") % SHARDS
+
+
+@dataclass(frozen=True)
+class Entry:
+    shard: int
+    entry_id: str
+    event: ChannelEvent
+    deliveries: int = 1  # how often this entry was read (more than once: a worker died on it)
+
+
+class Inbox:
+    def __init__(self, store: Store, *, worker_id: str | None = None) -> None:
+        self.store = store
+        self.worker_id = worker_id or f"{os.getpid()}-{secrets.token_hex(3)}"
+        self._append = store.redis.register_script(_APPEND)
+        self._leases: dict[int, str] = {}
+
+    def _key(self, shard: int, *parts: str) -> str:
+        return f"{self.store.prefix}{{inbox-{shard}}}:" + ":".join(parts)
+
+    # -- the door ------------------------------------------------------------------------
+
+    async def append(self, events: list[ChannelEvent]) -> int:
+        """Keep events; returns how many were new. Raises StoreUnavailable when Redis is down
+        (the webhook then answers 503 and the platform tries again)."""
+        added = 0
+        with store_errors():
+            for event in events:
+                shard = shard_of(event.conversation_id)
+                seen = self._key(shard, "seen", event.channel, hashlib.blake2s(event.event_id.encode()).hexdigest())
+                body = json.dumps(event.to_json(), ensure_ascii=False)
+                added += int(
+                    await self._append(keys=[self._key(shard, "stream"), seen], args=[body, SEEN_SECONDS, KEEP])
+                )
+        return added
+
+    # -- the workers -----------------------------------------------------------------------
+
+    async def lease(self, live_workers: int) -> list[int]:
+        """Renew this worker's shards and take free ones, up to its fair share."""
+        share = math.ceil(SHARDS / max(1, live_workers))
+        with store_errors():
+            for shard, token in list(self._leases.items()):
+                renewed = await self.store.redis.set(self._key(shard, "lease"), token, xx=True, px=LEASE_MS, get=True)
+                if renewed != token:
+                    del self._leases[shard]  # expired and taken: someone else reads it now
+            for shard in range(SHARDS):
+                if len(self._leases) >= share:
+                    break
+                if shard in self._leases:
+                    continue
+                token = f"{self.worker_id}:{secrets.token_hex(4)}"
+                if await self.store.redis.set(self._key(shard, "lease"), token, nx=True, px=LEASE_MS):
+                    self._leases[shard] = token
+                    await self._ensure_group(shard)
+        return sorted(self._leases)
+
+    async def release(self) -> None:
+        """Give every shard back at once (a clean shutdown), so another worker need not wait."""
+        with store_errors():
+            for shard, token in self._leases.items():
+                key = self._key(shard, "lease")
+                if await self.store.redis.get(key) == token:
+                    await self.store.redis.delete(key)
+        self._leases.clear()
+
+    def holds(self, shard: int) -> bool:
+        return shard in self._leases
+
+    async def _ensure_group(self, shard: int) -> None:
+        try:
+            await self.store.redis.xgroup_create(self._key(shard, "stream"), GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def read(self, shard: int, *, count: int = 20, block_ms: int = 500) -> list[Entry]:
+        """Entries of a held shard: first those read before and never acknowledged (a worker died
+        with them), then new ones."""
+        key, consumer = self._key(shard, "stream"), f"shard-{shard}"
+        with store_errors():
+            pending = await self.store.redis.xreadgroup(GROUP, consumer, {key: "0"}, count=count)
+            batch = _entries(pending)
+            if batch:
+                counts = await self.store.redis.xpending_range(key, GROUP, min="-", max="+", count=len(batch))
+                times = {item["message_id"]: int(item["times_delivered"]) for item in counts}
+                return [_entry(shard, i, fields, times.get(i, 2)) for i, fields in batch if fields]
+            fresh = await self.store.redis.xreadgroup(GROUP, consumer, {key: ">"}, count=count, block=block_ms)
+        return [_entry(shard, i, fields, 1) for i, fields in _entries(fresh) if fields]
+
+    async def ack(self, entries: list[Entry]) -> None:
+        with store_errors():
+            for entry in entries:
+                key = self._key(entry.shard, "stream")
+                await self.store.redis.xack(key, GROUP, entry.entry_id)
+                await self.store.redis.xdel(key, entry.entry_id)
+
+    async def backlog(self) -> int:
+        """Entries waiting or in flight, over all shards (for /metrics)."""
+        total = 0
+        with store_errors():
+            for shard in range(SHARDS):
+                total += int(await self.store.redis.xlen(self._key(shard, "stream")))
+        return total
+
+
+def _entries(result: object) -> list[tuple[str, dict[str, str] | None]]:
+    batches = result or []
+    return [entry for _, entries in batches for entry in entries]  # type: ignore[union-attr]
+
+
+def _entry(shard: int, entry_id: str, fields: dict[str, str], deliveries: int) -> Entry:
+    return Entry(shard, entry_id, ChannelEvent.from_json(json.loads(fields["event"])), deliveries)
+
+
+async def heartbeat(store: Store, worker_id: str) -> int:
+    """Say this worker is alive; returns how many workers are (for a fair share of shards)."""
+    key = store.key("workers")
+    now = time.time()
+    with store_errors():
+        async with store.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {worker_id: now})
+            pipe.zremrangebyscore(key, "-inf", now - LEASE_MS / 1000)
+            pipe.zcard(key)
+            pipe.expire(key, 3600)
+            _, _, live, _ = await pipe.execute()
+    return int(live)
+
+
+async def every(seconds: float, stop: asyncio.Event) -> AsyncIterator[None]:
+    """Yield now and then every `seconds` until `stop` is set."""
+    while not stop.is_set():
+        yield
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+
+Handler = Callable[[list[Entry]], Awaitable[None]]
