@@ -217,6 +217,15 @@ asyncio.run(main())
 """
 
 
+def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
+    try:
+        return lines.get(timeout=timeout).strip()
+    except queue.Empty:
+        raise AssertionError(f"no line from a process within {timeout} s") from None
+
+
 def test_processes_starting_at_once_start_one_server(folder):
     data = folder / "data"
     procs = [
@@ -231,7 +240,7 @@ def test_processes_starting_at_once_start_one_server(folder):
         for _ in range(4)
     ]
     try:
-        pids = {proc.stdout.readline().strip() for proc in procs}  # each prints once it is connected
+        pids = {_first_line(proc, timeout=60) for proc in procs}  # each prints once it is connected
         assert len(pids) == 1 and pids != {""}, [p.stderr.read() for p in procs if p.poll() is not None]
         assert _servers(EmbeddedValkey(data)) == [int(pids.pop())]
     finally:
