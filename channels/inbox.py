@@ -124,12 +124,12 @@ class Inbox:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    async def read(self, shard: int, *, count: int = 20, block_ms: int = 500) -> list[Entry]:
+    async def read(self, shard: int, *, count: int = 20, block_ms: int = 500, fresh: bool = False) -> list[Entry]:
         """Entries of a held shard: first those read before and never acknowledged (a worker died
-        with them), then new ones."""
+        with them), then new ones (only new ones with `fresh`)."""
         key, consumer = self._key(shard, "stream"), f"shard-{shard}"
         with store_errors():
-            pending = await self.store.redis.xreadgroup(GROUP, consumer, {key: "0"}, count=count)
+            pending = [] if fresh else await self.store.redis.xreadgroup(GROUP, consumer, {key: "0"}, count=count)
             batch = _entries(pending)
             if batch:
                 counts = await self.store.redis.xpending_range(key, GROUP, min="-", max="+", count=len(batch))

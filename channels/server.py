@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -120,13 +121,16 @@ def build(settings: Settings, channels: dict[str, Channel] | None = None, app: A
         finally:
             await _stop(runtime)
 
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
     routes = [
-        Route("/healthz", lambda request: PlainTextResponse("ok"), methods=["GET"]),
-        Route("/readyz", lambda request: _readyz(runtime), methods=["GET"]),
-        Route("/metrics", lambda request: _metrics(runtime), methods=["GET"]),
-        Route("/webhooks/telegram", lambda request: _webhook(runtime, "telegram", request), methods=["POST"]),
-        Route("/webhooks/whatsapp", lambda request: _whatsapp_get(runtime, request), methods=["GET"]),
-        Route("/webhooks/whatsapp", lambda request: _webhook(runtime, "whatsapp", request), methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", partial(_readyz, runtime), methods=["GET"]),
+        Route("/metrics", partial(_metrics, runtime), methods=["GET"]),
+        Route("/webhooks/telegram", partial(_webhook, runtime, "telegram"), methods=["POST"]),
+        Route("/webhooks/whatsapp", partial(_whatsapp_get, runtime), methods=["GET"]),
+        Route("/webhooks/whatsapp", partial(_webhook, runtime, "whatsapp"), methods=["POST"]),
     ]
     starlette = Starlette(routes=routes, lifespan=lifespan)
     starlette.state.runtime = runtime
@@ -185,7 +189,7 @@ async def _whatsapp_get(runtime: Runtime, request: Request) -> Response:
     return PlainTextResponse(challenge)
 
 
-async def _readyz(runtime: Runtime) -> Response:
+async def _readyz(runtime: Runtime, request: Request) -> Response:
     store_ok = False
     if runtime.app is not None and runtime.app.store is not None:
         try:
@@ -197,7 +201,7 @@ async def _readyz(runtime: Runtime) -> Response:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-async def _metrics(runtime: Runtime) -> Response:
+async def _metrics(runtime: Runtime, request: Request) -> Response:
     lines = [f"aftersales_{name}_total {value}" for name, value in runtime.counters.items()]
     if runtime.delivery is not None:
         counters = runtime.delivery.counters
@@ -327,7 +331,8 @@ async def _next_turn(runtime: Runtime, shard: int, entries: list[Entry]) -> tupl
     assert runtime.inbox is not None
     deadline = first.event.received_at + ALBUM_WAIT
     while time.time() < deadline and not runtime.stop.is_set():
-        more = await runtime.inbox.read(shard, block_ms=max(1, int((deadline - time.time()) * 1000)))
+        wait_ms = max(1, int((deadline - time.time()) * 1000))
+        more = await runtime.inbox.read(shard, block_ms=wait_ms, fresh=True)
         known = {e.entry_id for e in rest} | {first.entry_id}
         rest += [e for e in more if e.entry_id not in known]
     same = [e for e in rest if e.event.group == group and e.event.conversation_id == first.event.conversation_id]
