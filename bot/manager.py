@@ -240,7 +240,8 @@ class DialogueManager:
         await self._notify_all([(outbound.conversation_id, event)])
 
     async def tick(self, now: datetime | None = None) -> list[str]:
-        """Time-driven work: queued conversations past their SLA become urgent. Returns their ids."""
+        """Time-driven work: queued conversations past their SLA become urgent (their ids are
+        returned); evidence photos older than the tickets they belong to are deleted."""
         now = now or self.clock()
         raised = []
         for entry in await self.queue.overdue(now):
@@ -255,6 +256,9 @@ class DialogueManager:
                 await self.queue.raise_priority(entry.conversation_id, Priority.URGENT)
                 turn.state = state.dump()
             raised.append(entry.conversation_id)
+        expired = await self.evidence.expire(self.store.ttl_seconds)  # photos go with their tickets
+        if expired:
+            log.info("expired %d evidence photos", expired)
         return raised
 
     async def conversation(self, conversation_id: str) -> Conversation | None:

@@ -367,3 +367,17 @@ def test_photos_older_than_the_ticket_lifetime_expire(evidence, tmp_path, run):
 def test_expiring_before_any_photo_was_kept_deletes_nothing(tmp_path, run):
     evidence = EvidenceStore(tmp_path / "never-made", max_bytes=1_000_000, max_pixels=4_000_000)
     assert run(evidence.expire(0)) == 0
+
+
+def test_the_clock_deletes_photos_older_than_their_tickets(make_manager, run, tmp_path):
+    import os
+    import time
+
+    manager = make_manager()
+    run(manager.handle(message(attachments=(photo(),))))
+    kept = list((tmp_path / "evidence").glob("*.jpg"))
+    assert len(kept) == 1
+    old = time.time() - manager.store.ttl_seconds - 60
+    os.utime(kept[0], (old, old))
+    run(manager.tick())
+    assert list((tmp_path / "evidence").glob("*.jpg")) == []
