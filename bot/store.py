@@ -319,8 +319,14 @@ class Store:
                 if mapped is not None:
                     raise mapped from error
                 raise
-            with store_errors():
-                await self._save(conversation_id, turn, [conv_key, lock_key, fence_key])
+            try:
+                with store_errors():
+                    await self._save(conversation_id, turn, [conv_key, lock_key, fence_key])
+            except LockLost:
+                raise  # the lock is another worker's now
+            except BaseException:
+                await self._release_quietly(lock_key, lock)  # not committed (or already): free it now
+                raise
 
     def held(self, conversation_id: str) -> HeldConversation | None:
         """The turn of this conversation the current task holds (inside `turn`), else None."""
@@ -338,25 +344,15 @@ class Store:
             delay = min(delay * 2, 0.05)
 
     async def _save(self, conversation_id: str, turn: HeldConversation, own_keys: list[str]) -> None:
-        conv_key, lock_key = own_keys[0], own_keys[1]
-        own, before, after = self._split(conv_key, turn.writes.command_stack)
+        own, before, after = self._split(own_keys[0], turn.writes.command_stack)
         if before:
-            try:
-                await self._send(before)
-            except BaseException:
-                await self._release_quietly(lock_key, turn.lock)
-                raise
-        keys = list(own_keys)
+            await self._send(before)
+        keys = {key: n for n, key in enumerate(own_keys, 1)}  # KEYS, numbered from 1 as in Lua
         args: list[Any] = [turn.lock, self.ttl_seconds, "" if turn.state is None else to_json(turn.state)]
         for command in own:
-            if command[1] not in keys:
-                keys.append(command[1])
-            args += [keys.index(command[1]) + 1, len(command) - 2, command[0], *command[2:]]
-        try:
-            committed = await self._commit(keys=keys, args=args)
-        except OutOfMemoryError:
-            await self._release_quietly(lock_key, turn.lock)
-            raise
+            index = keys.setdefault(command[1], len(keys) + 1)
+            args += [index, len(command) - 2, command[0], *command[2:]]
+        committed = await self._commit(keys=list(keys), args=args)
         if not committed:
             raise LockLost(
                 f"turn not saved: the lock of conversation {conversation_id!r} expired and was taken by "
