@@ -188,6 +188,7 @@ def test_only_writes_a_turn_can_commit_are_accepted(store, run):
 
     with pytest.raises(TypeError):
         run(odd_write())
+    assert not run(store.redis.exists(store.conversation_key("console:f3", "lock")))  # freed, not left to expire
 
 
 def test_a_full_store_refuses_the_whole_turn_and_says_so(tmp_path, run, caplog):
