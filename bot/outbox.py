@@ -82,7 +82,8 @@ class Outbox:
     async def due(self, limit: int = 200) -> list[str]:
         """Conversations with messages to deliver now."""
         with store_errors():
-            return list(await self.store.redis.zrangebyscore(self._due, "-inf", time.time(), start=0, num=limit))
+            found = await self.store.redis.zrangebyscore(self._due, "-inf", time.time(), start=0, num=limit)
+        return [str(conversation_id) for conversation_id in found]
 
     async def read(self, conversation_id: str) -> list[tuple[str, Outbound]]:
         """Messages not delivered yet, oldest first, with the ids to `settle` them by."""
@@ -93,9 +94,11 @@ class Outbox:
             except ResponseError as error:
                 if "BUSYGROUP" not in str(error):
                     raise
-            pending = await self.store.redis.xreadgroup(GROUP, CONSUMER, {key: "0"}, count=100)
-            fresh = await self.store.redis.xreadgroup(GROUP, CONSUMER, {key: ">"}, count=100)
-        entries = [entry for result in (pending, fresh) for _, batch in (result or []) for entry in batch]
+            pending: Any = await self.store.redis.xreadgroup(GROUP, CONSUMER, {key: "0"}, count=100)
+            fresh: Any = await self.store.redis.xreadgroup(GROUP, CONSUMER, {key: ">"}, count=100)
+        entries: list[tuple[str, dict[str, Any] | None]] = [
+            entry for result in (pending, fresh) for _, batch in (result or []) for entry in batch
+        ]
         return [(entry_id, _outbound(json.loads(fields["message"]))) for entry_id, fields in entries if fields]
 
     async def settle(self, conversation_id: str, ids: list[str]) -> None:
