@@ -59,12 +59,26 @@ class Settings:
     slack_api_base: str | None = None
     slack_agent_channel: str | None = None
     slack_agent_ids: tuple[str, ...] = ()
+    slack_note_prefix: str = "note:"  # a thread reply starting with it stays among the agents
+    slack_escalation_mention: str | None = None  # who an overdue card calls, e.g. "<!subteam^S123>"
+    slack_pace_seconds: float = 1.0  # between the bot's posts to the agents' channel (Slack: about 1/s)
     supervisors: tuple[str, ...] = ()  # agents who may take over a conversation someone else claimed
     smtp_url: str | None = field(default=None, repr=False)  # mails unlock codes; holds a password
     mail_from: str | None = None  # the From of those mails, e.g. "Shop <service@shop.example>"
     # What from_env could not read (a word where a number belongs); reported with the rest of the
     # configuration's problems by bot.validation, not raised here.
     problems: tuple[Problem, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def wants_slack(self) -> bool:
+        """Some SLACK_* variable that configures the agents' Slack console is set."""
+        return bool(
+            self.slack_bot_token
+            or self.slack_signing_secret
+            or self.slack_app_token
+            or self.slack_agent_channel
+            or self.slack_agent_ids
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -123,6 +137,9 @@ class Settings:
             slack_api_base=get("SLACK_API_BASE"),
             slack_agent_channel=get("SLACK_AGENT_CHANNEL"),
             slack_agent_ids=tuple(i.strip() for i in (get("SLACK_AGENT_IDS") or "").split(",") if i.strip()),
+            slack_note_prefix=get("SLACK_NOTE_PREFIX") or defaults.slack_note_prefix,
+            slack_escalation_mention=get("SLACK_ESCALATION_MENTION"),
+            slack_pace_seconds=number("SLACK_PACE_SECONDS", defaults.slack_pace_seconds, float),
             supervisors=tuple(i.strip() for i in (get("AFTERSALES_SUPERVISORS") or "").split(",") if i.strip()),
             smtp_url=get("SMTP_URL"),
             mail_from=get("AFTERSALES_MAIL_FROM"),

@@ -5,17 +5,31 @@ Slack signs them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import json
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
 
+import httpx
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
+from starlette.applications import Starlette
+from starlette.routing import Route
 
+from bot.manager import DialogueManager
+from channels.slack import SlackConfig, SlackConsole
 from tests.conftest import run_async
+from tests.factories import NOW, message, order, photo
+from tests.fakes._server import ServedApp
 from tests.fakes.slack import FakeSlack
 
 MEI, KENJI, STRANGER = "U0AGENT1", "U0AGENT2", "U0OUTSIDER"
 AGENTS = {MEI: "Mei", KENJI: "Kenji", STRANGER: "Someone Else"}
+MUG = {"sku": "MUG-01", "name": "Ceramic mug", "qty": 2, "price": 6400}
 
 
 def run(coroutine):  # type: ignore[no-untyped-def]
@@ -81,3 +95,316 @@ def test_requests_from_the_fake_are_signed_as_slack_signs_them():
     assert verifier.is_valid(form, form_headers["X-Slack-Request-Timestamp"], form_headers["X-Slack-Signature"])
     _, forged = slack.event_request({"type": "event_callback"}, secret="not-the-secret")
     assert not verifier.is_valid(body, forged["X-Slack-Request-Timestamp"], forged["X-Slack-Signature"])
+
+
+# -- the console, with the real manager and store -------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@contextlib.asynccontextmanager
+async def console_for(manager: DialogueManager, slack: FakeSlack, **overrides: Any) -> AsyncIterator[SlackConsole]:
+    """The console on the fake, its route served on a free port that the fake delivers events to."""
+    config = SlackConfig(
+        bot_token=slack.token,
+        signing_secret=slack.signing_secret,
+        channel=slack.channel_id,
+        agent_ids=frozenset({MEI, KENJI}),
+        api_base=slack.api_base,
+        **{"pace_seconds": 0.05, **overrides},
+    )
+    console = SlackConsole(manager, config, watch_seconds=3600)  # tests run the watch themselves
+    await console.start()
+    served = ServedApp(Starlette(routes=[Route("/slack/events", console.handle, methods=["POST"])]))
+    await served.start()
+    slack.deliver_events_to(f"{served.base_url}/slack/events")  # the bot's own posts come back, as in Slack
+    try:
+        yield console
+    finally:
+        await slack.settle()
+        await served.stop()
+        await console.stop()
+
+
+async def until(check: Callable[[], Any], seconds: float = 10.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {seconds}s")
+
+
+async def queued(manager: DialogueManager, console: SlackConsole, slack: FakeSlack, text: str = "") -> str:
+    """A customer asks for a person; returns the ts of the card that appears."""
+    await manager.handle(message(text or "I want to talk to a human", received_at=manager.clock()))
+    await console.idle()
+    cards = await until(lambda: slack.messages())
+    return str(cards[-1]["ts"])
+
+
+async def press(slack: FakeSlack, user: str, card_ts: str, action: str, **kw: Any) -> int:
+    return (await slack.interact(slack.block_action(user, card_ts, action, value="console:c1", **kw))).status_code
+
+
+async def write(slack: FakeSlack, user: str, card_ts: str, text: str, **kw: Any) -> int:
+    envelope = slack.user_message(slack.channel_id, user, text, thread_ts=card_ts)
+    return (await slack.send(envelope, **kw)).status_code
+
+
+def agent_lines(state: Any) -> list[str]:
+    return [line.text for line in state.transcript if line.who == "agent"]
+
+
+def test_a_queued_conversation_gets_a_card_with_what_the_agent_needs(make_manager, run, tmp_path):
+    manager = make_manager([order(items=[MUG])], clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
+            await manager.handle(message("my mug arrived broken SO-10023", received_at=NOW))
+            await manager.handle(message("sato@example.jp", received_at=NOW))
+            await manager.handle(message(attachments=(photo(),), received_at=NOW))
+            card_ts = await queued(manager, console, slack, "I want to talk to a human")
+            shown = json.dumps(slack.message(card_ts)["blocks"], ensure_ascii=False)
+            for fact in ("damaged_item", "customer_request", "console", "SO-10023", "2× Ceramic mug", "Japan Post",
+                         "s***@example.jp", "•••• 5678", "my mug arrived broken", "<!date^"):  # fmt: skip
+                assert fact in shown, fact
+            summary = next(b["text"]["text"] for b in slack.message(card_ts)["blocks"] if "(verified)" in str(b))
+            assert "sato@example.jp" not in summary and "1234 5678" not in summary  # e-mail and phone masked
+            actions = next(b for b in slack.message(card_ts)["blocks"] if b["type"] == "actions")["elements"]
+            assert [e["action_id"] for e in actions] == ["claim", "resolve", "macro"]
+            assert {o["value"] for o in actions[2]["options"]} >= {"refund_approved", "replacement_sent"}
+            photos = await until(lambda: [u for u in slack.uploads.values() if u["shared"]])
+            assert photos[0]["shared"]["thread_ts"] == card_ts and photos[0]["data"][:2] == b"\xff\xd8"
+            assert [c.name for c in slack.calls()].count("files.completeUploadExternal") == 1
+
+    run(body())
+
+
+def test_forged_and_stale_signatures_are_refused_and_change_nothing(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
+            card_ts = await queued(manager, console, slack)
+            url = slack.events_url
+            payload = slack.block_action(MEI, card_ts, "claim", value="console:c1")
+            async with httpx.AsyncClient() as client:
+                forged_body, forged_headers = slack.interaction_request(payload, secret="a guess")
+                forged = await client.post(url, content=forged_body, headers=forged_headers)
+                stale_body, stale_headers = slack.interaction_request(payload, timestamp=int(time.time()) - 600)
+                stale = await client.post(url, content=stale_body, headers=stale_headers)
+                unsigned = await client.post(
+                    url, content=stale_body, headers={"Content-Type": stale_headers["Content-Type"]}
+                )
+                envelope = slack.user_message(slack.channel_id, MEI, "hello", thread_ts=card_ts)
+                event_body, event_headers = slack.event_request(envelope, secret="guess")
+                forged_event = await client.post(url, content=event_body, headers=event_headers)
+            assert {forged.status_code, stale.status_code, unsigned.status_code, forged_event.status_code} == {401}
+            await asyncio.sleep(0.5)
+            state = await manager.conversation("console:c1")
+            assert state.handoff.state == "queued" and not agent_lines(state)
+            assert not slack.calls("chat.update")
+
+    run(body())
+
+
+def test_two_agents_claim_at_once_one_owns_it_and_the_other_is_told_who(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
+            card_ts = await queued(manager, console, slack)
+            statuses = await asyncio.gather(press(slack, MEI, card_ts, "claim"), press(slack, KENJI, card_ts, "claim"))
+            assert statuses == [200, 200]
+            told = await until(lambda: slack.ephemerals())
+            state = await manager.conversation("console:c1")
+            owner = {"Mei": MEI, "Kenji": KENJI}[state.handoff.agent]
+            loser = KENJI if owner == MEI else MEI
+            assert state.handoff.state == "assigned"
+            assert [(e["user"], e["text"]) for e in told] == [
+                (loser, f"Not done: <@{owner}> has claimed this conversation.")
+            ]
+            await until(lambda: any("claimed" in t for t in slack.thread_texts(card_ts)))
+            assert sum("claimed this conversation" in t for t in slack.thread_texts(card_ts)) == 1
+            updated = json.dumps(slack.message(card_ts)["blocks"])
+            assert f"claimed by <@{owner}>" in updated and '"action_id": "claim"' not in updated
+            assert slack.calls("chat.update")
+
+    run(body())
+
+
+def test_a_note_stays_in_slack_and_a_reply_reaches_the_customer(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
+            card_ts = await queued(manager, console, slack)
+            await press(slack, MEI, card_ts, "claim")
+            await until(lambda: manager.conversation("console:c1"), 5)
+            await until(_assigned(manager))
+            assert await write(slack, MEI, card_ts, "note: sounds like the second complaint this week") == 200
+            assert await write(slack, MEI, card_ts, "NOTE: do not promise a refund") == 200
+            assert (
+                await write(
+                    slack, MEI, card_ts, "Hello, Mei here &amp; happy to help: <https://shop.example/faq|our FAQ>"
+                )
+                == 200
+            )
+            state = await until(_with_agent_lines(manager, 1))
+            assert agent_lines(state) == ["Hello, Mei here & happy to help: our FAQ (https://shop.example/faq)"]
+            outbox = [o.text for o in await manager.collect("console:c1")]
+            assert all("note" not in text.lower() for text in outbox)
+            assert not slack.ephemerals()
+
+    run(body())
+
+
+def _assigned(manager: DialogueManager) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        state = await manager.conversation("console:c1")
+        return state is not None and state.handoff.state == "assigned"
+
+    return check
+
+
+def _with_agent_lines(manager: DialogueManager, count: int) -> Callable[[], Awaitable[Any]]:
+    async def check() -> Any:
+        state = await manager.conversation("console:c1")
+        return state if state is not None and len(agent_lines(state)) >= count else None
+
+    return check
+
+
+def test_customer_text_is_escaped_in_slack(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
+            card_ts = await queued(manager, console, slack)
+            nasty = "<!channel> <!here> see <https://evil.example|your bank> & ask <@U0AGENT1> in <#C0AGENTS>"
+            await manager.handle(message(nasty, received_at=NOW))
+            await console.idle()
+            relayed = await until(lambda: [t for t in slack.thread_texts(card_ts) if "evil" in t])
+            assert (
+                "&lt;!channel&gt; &lt;!here&gt; see &lt;https://evil.example|your bank&gt; &amp; ask &lt;@U0AGENT1&gt;"
+                in relayed[0]
+            )
+            everything = json.dumps([slack.messages(), [slack.thread(card_ts)]])
+            for live in ("<!channel>", "<!here>", "<https://evil", "<@U0AGENT1>", "<#C0AGENTS>"):
+                assert live not in everything
+
+    run(body())
+
+
+def test_only_the_owner_replies_and_only_agents_act(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
+            card_ts = await queued(manager, console, slack)
+            await press(slack, STRANGER, card_ts, "claim")
+            await until(lambda: slack.ephemerals(STRANGER))
+            assert (await manager.conversation("console:c1")).handoff.state == "queued"
+            await write(slack, MEI, card_ts, "Hello before claiming")
+            await until(lambda: slack.ephemerals(MEI))
+            assert "claim the conversation first" in slack.ephemerals(MEI)[0]["text"]
+            await press(slack, MEI, card_ts, "claim")
+            await until(_assigned(manager))
+            await write(slack, KENJI, card_ts, "Kenji here, let me help")
+            await write(slack, STRANGER, card_ts, "me too")
+            await press(slack, KENJI, card_ts, "resolve")
+            await until(lambda: len(slack.ephemerals(KENJI)) == 2 and len(slack.ephemerals(STRANGER)) == 2)
+            assert all(f"<@{MEI}> has claimed this conversation" in e["text"] for e in slack.ephemerals(KENJI))
+            assert all("SLACK_AGENT_IDS" in e["text"] for e in slack.ephemerals(STRANGER))
+            state = await manager.conversation("console:c1")
+            assert state.handoff.state == "assigned" and state.handoff.agent == "Mei" and not agent_lines(state)
+
+    run(body())
+
+
+def test_a_redelivered_event_is_handled_once_and_edits_and_bot_posts_are_ignored(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
+            card_ts = await queued(manager, console, slack)
+            await press(slack, MEI, card_ts, "claim")
+            await until(_assigned(manager))
+            envelope = slack.user_message(slack.channel_id, MEI, "Only once, please", thread_ts=card_ts)
+            for retry in (None, 1, 2):  # Slack retries when it thinks the first delivery timed out
+                assert (await slack.send(envelope, retry_num=retry)).status_code == 200
+            await slack.send(slack.message_changed(slack.channel_id, slack.thread(card_ts)[-1]["ts"], "edited"))
+            await slack.send(slack.bot_message_event(slack.channel_id, card_ts))
+            await asyncio.sleep(0.5)
+            await slack.settle()
+            assert agent_lines(await manager.conversation("console:c1")) == ["Only once, please"]
+            assert not slack.ephemerals()
+
+    run(body())
+
+
+def test_an_unclaimed_conversation_past_its_deadline_is_announced_once(make_manager, run):
+    clock = Clock(NOW)
+    manager = make_manager(clock=clock)
+
+    async def body() -> None:
+        async with (
+            FakeSlack(agents=AGENTS) as slack,
+            console_for(manager, slack, escalation_mention="<!subteam^S123>") as console,
+        ):
+            card_ts = await queued(manager, console, slack)
+            await console.watch_once()
+            assert not any("deadline" in t for t in slack.thread_texts(card_ts))
+            clock.now = NOW + timedelta(hours=3)
+            await console.watch_once()
+            await console.watch_once()
+            announced = [m for m in slack.thread(card_ts) if "deadline" in m["text"]]
+            assert len(announced) == 1 and announced[0]["text"].startswith("<!subteam^S123> ")
+            assert slack.calls("chat.postMessage")[-1].params.get("reply_broadcast") is True
+            assert "past its first-response deadline" in json.dumps(slack.message(card_ts)["blocks"])
+
+    run(body())
+
+
+def test_a_missing_card_is_posted_by_the_watch_and_a_429_is_waited_out(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
+            manager.listeners.remove(console.listen)  # as if the process died before posting the card
+            await manager.handle(message("I want to talk to a human", received_at=NOW))
+            manager.listeners.append(console.listen)
+            assert not slack.messages()
+            slack.fail_next("chat.postMessage", status=429, retry_after=1)
+            started = time.monotonic()
+            await console.watch_once()
+            await console.watch_once()  # the card exists now: not posted twice
+            assert len(slack.messages()) == 1 and time.monotonic() - started >= 1.0
+            assert [c.status for c in slack.calls("chat.postMessage")] == [429, 200]
+
+    run(body())
+
+
+def test_posts_to_the_channel_are_paced(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack, pace_seconds=0.3) as console:
+            await queued(manager, console, slack)
+            for n in range(3):
+                await manager.handle(message(f"still there? {n}", received_at=NOW))
+            await console.idle()
+            times = [c.time for c in slack.calls("chat.postMessage")]
+            assert len(times) == 4 and all(b - a >= 0.28 for a, b in itertools.pairwise(times))
+
+    run(body())

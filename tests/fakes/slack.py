@@ -239,6 +239,13 @@ class FakeSlack:
         event to `url` (the app's request URL), as it does for an app subscribed to the channel."""
         self._events_url = url
 
+    @property
+    def events_url(self) -> str:
+        """The app's request URL given to `deliver_events_to`."""
+        if not self._events_url:
+            raise RuntimeError("no events URL: call deliver_events_to first")
+        return self._events_url
+
     async def settle(self, seconds: float = 3.0) -> None:
         """Wait until event deliveries in flight are done."""
         async with asyncio.timeout(seconds):
