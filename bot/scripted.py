@@ -2,6 +2,12 @@
 
 The format is fixed by DESIGN.md ("Scripted dialogue tests"). Shops use it to test their own
 flows and wording: `aftersales test PATH...`; pytest collects tests/dialogues/**/*.yml too.
+
+A script's `channel` may have a `ChannelCodec` (given by whoever runs the scripts: the codecs live
+in `channels.scripted`, and `bot/` never imports `channels/`). Then every customer step goes out as
+the platform's own event and comes back through the adapter's parsing, and every reply is rendered
+as the platform's request bodies: the checks see what the adapter made of the step and what the
+customer would really get. A channel without a codec runs against the core only.
 """
 
 from __future__ import annotations
@@ -9,10 +15,11 @@ from __future__ import annotations
 import io
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from PIL import Image
@@ -41,6 +48,34 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 class ScriptError(ValueError):
     """The script itself is malformed (as opposed to the bot failing it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One reply as a platform delivers it: the texts the customer reads, one per platform message
+    (a long text split in parts, a button prompt), and the button payloads offered, in order."""
+
+    parts: tuple[str, ...]
+    buttons: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class ChannelCodec(Protocol):
+    """A channel adapter's two conversions, for running scripts through them."""
+
+    async def inbound(self, inbound: Inbound) -> Inbound:
+        """A neutral customer step as the platform would send it (its webhook event, its media),
+        read back by the adapter. The result's conversation id is the adapter's, which the rest of
+        the script then uses. Raises ValueError when the platform cannot carry the step."""
+        ...
+
+    def delivered(self, outbound: Outbound) -> Delivered:
+        """A reply rendered to the platform's request bodies, and what the customer gets of them.
+        Raises ValueError when the adapter cannot render it."""
+        ...
 
 
 @dataclass
@@ -166,10 +201,14 @@ class _ScriptClock:
 class ScriptRunner:
     """Runs scripts against one store server; each script gets its own key space."""
 
-    def __init__(self, brain: Brain, store: Store, evidence_dir: Path) -> None:
+    def __init__(
+        self, brain: Brain, store: Store, evidence_dir: Path, codecs: Mapping[str, ChannelCodec] | None = None
+    ) -> None:
+        """`codecs` by channel name: scripts of those channels run through the adapter's conversions."""
         self.brain = brain
         self.store = store
         self.evidence_dir = evidence_dir
+        self.codecs: Mapping[str, ChannelCodec] = dict(codecs or {})
 
     async def run_path(self, path: Path) -> ScriptResult:
         try:
@@ -194,6 +233,9 @@ class ScriptRunner:
             evidence=EvidenceStore(self.evidence_dir, max_bytes=max_bytes, max_pixels=max_pixels),
             clock=clock,
         )
+        codec = self.codecs.get(script.channel)
+        # Through an adapter, the platform's conversation id (e.g. Telegram's numeric chat id) once
+        # the first customer step has been converted.
         conversation_id = f"{script.channel}:{script.customer_id}"
         result = ScriptResult(script.name, script.path)
         hint = script.locale_hint
@@ -206,6 +248,13 @@ class ScriptRunner:
             elif "customer" in step:
                 hint = step.get("locale_hint", hint)
                 inbound = self._inbound(script, conversation_id, step["customer"], hint, clock(), n)
+                if codec is not None:
+                    try:
+                        inbound = await codec.inbound(inbound)
+                    except ValueError as error:
+                        result.failures.append(f"step {n}: {script.channel} cannot carry this step: {error}")
+                        break
+                    conversation_id = inbound.conversation_id
                 turn = await manager.handle_turn(inbound)
                 replies, intent = turn.replies, turn.intent
             else:
@@ -215,7 +264,11 @@ class ScriptRunner:
                     result.failures.append(f"step {n}: agent {action.kind} refused: {outcome.problem}")
                     break
                 replies = outcome.replies
-            problems = await _check(manager, conversation_id, step.get("expect") or {}, replies, intent)
+            problems: list[str] = []
+            delivered: list[Delivered] | None = None
+            if codec is not None:
+                delivered, problems = _delivered(codec, replies)
+            problems += await _check(manager, conversation_id, step.get("expect") or {}, replies, intent, delivered)
             if problems:
                 shown = "; ".join(f"{r.key}: {r.text!r}" for r in replies) or "(no replies)"
                 result.failures.append(f"step {n}: " + "; ".join(problems) + f"\n    bot replied: {shown}")
@@ -287,8 +340,45 @@ def _agent_action(spec: Any) -> AgentAction:
     return AgentAction(AgentMove(kind), agent)
 
 
+def _delivered(codec: ChannelCodec, replies: list[Outbound]) -> tuple[list[Delivered], list[str]]:
+    """Every reply rendered through the adapter, and what did not reach the customer intact: a
+    reply the adapter cannot render, or buttons that are not all offered as the core made them
+    (a Telegram payload cut to 64 bytes, a choice lost from a WhatsApp list)."""
+    delivered, problems = [], []
+    for reply in replies:
+        try:
+            shown = codec.delivered(reply)
+        except ValueError as error:
+            problems.append(f"{reply.key}: not deliverable: {error}")
+            delivered.append(Delivered(()))
+            continue
+        delivered.append(shown)
+        offered = list(dict.fromkeys(str(b.payload) for b in reply.buttons))  # one button per payload
+        if list(shown.buttons) != offered:
+            problems.append(f"{reply.key}: buttons {offered} were delivered as {list(shown.buttons)}")
+        elif reply.text.strip() and not shown.parts:
+            problems.append(f"{reply.key}: delivered no text")
+    return delivered, problems
+
+
+def _receives(expected: str, reply: Outbound, delivered: Delivered | None) -> bool:
+    """Whether the customer got exactly `expected` in this reply. Through an adapter: the platform
+    messages laid end to end, where only whitespace at the cuts between parts may differ."""
+    if delivered is None:
+        return expected == reply.text
+    if not delivered.parts:
+        return False
+    pattern = r"\s*".join(re.escape(part.strip()) for part in delivered.parts)
+    return re.fullmatch(pattern, expected.strip()) is not None
+
+
 async def _check(
-    manager: DialogueManager, conversation_id: str, expect: dict[str, Any], replies: list[Outbound], intent: str | None
+    manager: DialogueManager,
+    conversation_id: str,
+    expect: dict[str, Any],
+    replies: list[Outbound],
+    intent: str | None,
+    delivered: list[Delivered] | None = None,
 ) -> list[str]:
     problems = []
     keys = [r.key for r in replies]
@@ -298,8 +388,12 @@ async def _check(
         unwanted = [k for k in expect["says_not"] if k in keys]
         if unwanted:
             problems.append(f"says_not: got {unwanted}")
-    if "customer_receives" in expect and str(expect["customer_receives"]) not in [r.text for r in replies]:
-        problems.append(f"customer_receives: {expect['customer_receives']!r} was not delivered")
+    if "customer_receives" in expect:
+        wanted = str(expect["customer_receives"])
+        shown = delivered if delivered is not None else [None] * len(replies)
+        if not any(_receives(wanted, r, d) for r, d in zip(replies, shown, strict=True)):
+            got = f"; delivered: {[_short(d.text) for d in delivered]!r}" if delivered is not None else ""
+            problems.append(f"customer_receives: {wanted!r} was not delivered{got}")
     if "intent" in expect and intent != expect["intent"]:
         problems.append(f"intent: expected {expect['intent']}, got {intent}")
     conversation = await manager.conversation(conversation_id)
@@ -319,6 +413,10 @@ async def _check(
         else:
             problems += _fields("ticket", expect["ticket"], ticket)
     return problems
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _fields(what: str, expected: dict[str, Any] | None, actual: dict[str, Any]) -> list[str]:

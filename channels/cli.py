@@ -124,6 +124,7 @@ async def _test(settings: Settings, configuration: Configuration, paths: list[Pa
     from bot.app import load_brain
     from bot.scripted import ScriptRunner
     from bot.store import Store
+    from channels.scripted import close_codecs, script_codecs
 
     files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*.yml"))})
     missing = [p for p in paths if not p.exists()]
@@ -134,8 +135,9 @@ async def _test(settings: Settings, configuration: Configuration, paths: list[Pa
     with tempfile.TemporaryDirectory(prefix="aftersales-test-") as scratch:
         data = settings.data_dir if settings.redis_url else Path(scratch)
         store = await Store.open(settings.redis_url, data, ttl_seconds=3600)
+        codecs = script_codecs()  # `channel: telegram|whatsapp` scripts run through those adapters
         try:
-            runner = ScriptRunner(brain, store, Path(scratch) / "evidence")
+            runner = ScriptRunner(brain, store, Path(scratch) / "evidence", codecs)
             passed = failed = 0
             for path in files:
                 result = await runner.run_path(path)
@@ -148,6 +150,7 @@ async def _test(settings: Settings, configuration: Configuration, paths: list[Pa
                     for failure in result.failures:
                         print(f"    {failure}")
         finally:
+            await close_codecs(codecs)
             await store.close()
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

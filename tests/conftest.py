@@ -67,6 +67,11 @@ def session_store() -> Store:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    codecs = _session.pop("codecs", None)
+    if codecs is not None:
+        from channels.scripted import close_codecs
+
+        run_async(close_codecs(codecs))
     store = _session.pop("store", None)
     if store is not None:
         run_async(store.close())
@@ -128,9 +133,18 @@ class DialogueFile(pytest.File):
         yield DialogueItem.from_parent(self, name=self.path.stem)
 
 
+def session_codecs() -> dict[str, Any]:
+    """The channel adapters' conversions (channels.scripted), for scripts with a `channel`."""
+    if "codecs" not in _session:
+        from channels.scripted import script_codecs
+
+        _session["codecs"] = script_codecs()
+    return _session["codecs"]
+
+
 class DialogueItem(pytest.Item):
     def runtest(self) -> None:
-        runner = ScriptRunner(session_brain(), session_store(), _session["scratch"] / "evidence")
+        runner = ScriptRunner(session_brain(), session_store(), _session["scratch"] / "evidence", session_codecs())
         result = run_async(runner.run_path(self.path))
         if not result.passed:
             raise DialogueFailed(result.script, result.failures)
