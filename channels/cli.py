@@ -132,7 +132,8 @@ async def _test(settings: Settings, configuration: Configuration, paths: list[Pa
         print(f"aftersales test: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
     brain = load_brain(settings, configuration)
-    with tempfile.TemporaryDirectory(prefix="aftersales-test-") as scratch:
+    # The embedded Valkey may still be closing its files in the scratch folder as it is removed.
+    with tempfile.TemporaryDirectory(prefix="aftersales-test-", ignore_cleanup_errors=True) as scratch:
         data = settings.data_dir if settings.redis_url else Path(scratch)
         store = await Store.open(settings.redis_url, data, ttl_seconds=3600)
         codecs = script_codecs()  # `channel: telegram|whatsapp` scripts run through those adapters
