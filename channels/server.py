@@ -3,6 +3,7 @@
     POST /webhooks/telegram   verified by the secret token, appended to the inbox, then 200
     GET  /webhooks/whatsapp   Meta's subscription check
     POST /webhooks/whatsapp   verified by X-Hub-Signature-256 over the raw body, inbox, then 200
+    POST /slack/events        the agents' Slack console (events and interactivity), when SLACK_* are set
     GET  /healthz             the process is up
     GET  /readyz              the store answers and the channels started
     GET  /metrics             counters in the Prometheus text format
@@ -22,6 +23,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +38,9 @@ from bot.store import StoreError
 from channels.base import Channel, ChannelEvent
 from channels.delivery import Delivery, note_inbound
 from channels.inbox import Entry, Inbox, heartbeat
+
+if TYPE_CHECKING:
+    from channels.slack import SlackConsole
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,7 @@ class Runtime:
     manager: DialogueManager | None = None
     inbox: Inbox | None = None
     delivery: Delivery | None = None
+    slack: SlackConsole | None = None  # the agents' Slack console, when SLACK_* are set
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
     in_flight: int = 0
@@ -131,6 +137,7 @@ def build(settings: Settings, channels: dict[str, Channel] | None = None, app: A
         Route("/webhooks/telegram", partial(_webhook, runtime, "telegram"), methods=["POST"]),
         Route("/webhooks/whatsapp", partial(_whatsapp_get, runtime), methods=["GET"]),
         Route("/webhooks/whatsapp", partial(_webhook, runtime, "whatsapp"), methods=["POST"]),
+        Route("/slack/events", partial(_slack, runtime), methods=["POST"]),
     ]
     starlette = Starlette(routes=routes, lifespan=lifespan)
     starlette.state.runtime = runtime
@@ -214,6 +221,13 @@ async def _metrics(runtime: Runtime, request: Request) -> Response:
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 
+async def _slack(runtime: Runtime, request: Request) -> Response:
+    """Slack's events and interactivity (bolt checks the signature)."""
+    if runtime.slack is None:
+        return PlainTextResponse("not found", status_code=404)
+    return await runtime.slack.handle(request)
+
+
 # -- the background work -------------------------------------------------------------------------
 
 
@@ -227,6 +241,10 @@ async def _start(runtime: Runtime) -> None:
     manager.outbox.on_post = runtime.delivery.wake.set
     for channel in runtime.channels.values():
         await channel.start()
+    if runtime.settings.wants_slack:
+        from channels.slack import start_console
+
+        runtime.slack = await start_console(runtime.settings, manager)
     spawn = runtime.tasks.append
     spawn(asyncio.create_task(_workers(runtime)))
     spawn(asyncio.create_task(runtime.delivery.run(runtime.stop)))
@@ -250,6 +268,9 @@ async def _stop(runtime: Runtime) -> None:
     for channel in runtime.channels.values():
         with contextlib.suppress(Exception):
             await channel.stop()
+    if runtime.slack is not None:
+        with contextlib.suppress(Exception):
+            await runtime.slack.stop()
     if runtime.app is not None:
         await runtime.app.stop()
 

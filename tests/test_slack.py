@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,12 +21,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from bot.config import Settings
 from bot.manager import DialogueManager
 from channels.slack import SlackConfig, SlackConsole
 from tests.conftest import run_async
 from tests.factories import NOW, message, order, photo
 from tests.fakes._server import ServedApp
 from tests.fakes.slack import FakeSlack
+from tests.fakes.telegram import FakeTelegram
+from tests.test_server import serving, settings_for
 
 MEI, KENJI, STRANGER = "U0AGENT1", "U0AGENT2", "U0OUTSIDER"
 AGENTS = {MEI: "Mei", KENJI: "Kenji", STRANGER: "Someone Else"}
@@ -408,3 +412,78 @@ def test_posts_to_the_channel_are_paced(make_manager, run):
             assert len(times) == 4 and all(b - a >= 0.28 for a, b in itertools.pairwise(times))
 
     run(body())
+
+
+# -- end to end: a Telegram customer, agents in Slack, the real server ------------------------------
+
+
+def _relay_settings(tmp_path: Path, tg: FakeTelegram, slack: FakeSlack) -> Settings:
+    return settings_for(
+        tmp_path,
+        TELEGRAM_BOT_TOKEN=tg.token,
+        TELEGRAM_API_BASE=tg.base_url,
+        SLACK_BOT_TOKEN=slack.token,
+        SLACK_SIGNING_SECRET=slack.signing_secret,
+        SLACK_API_BASE=slack.api_base,
+        SLACK_AGENT_CHANNEL=slack.channel_id,
+        SLACK_AGENT_IDS=f"{MEI}, {KENJI}",
+        SLACK_PACE_SECONDS="0.05",
+    )
+
+
+async def _card_for_a_person(tg: FakeTelegram, slack: FakeSlack, chat: int) -> str:
+    tg.push_update(tg.text_update(chat, "I want to talk to a real person"))
+    cards = await until(lambda: slack.messages())
+    return str(cards[-1]["ts"])
+
+
+async def _claim_and_talk(tg: FakeTelegram, slack: FakeSlack, chat: int, card_ts: str) -> None:
+    await slack.interact(slack.block_action(MEI, card_ts, "claim", value=f"telegram:{chat}"))
+    await until(lambda: any("Mei from our support team" in text for text in tg.sent(chat)))
+    await slack.send(slack.user_message(slack.channel_id, MEI, "note: VIP customer", thread_ts=card_ts))
+    await slack.send(slack.user_message(slack.channel_id, MEI, "Hi, Mei here. How can I help?", thread_ts=card_ts))
+    await until(lambda: "Hi, Mei here. How can I help?" in tg.sent(chat))
+    assert all("VIP" not in text for text in tg.sent(chat))
+    tg.push_update(tg.text_update(chat, "My parcel SO-10023 is late <b>again</b>"))
+    await until(lambda: any("late &lt;b&gt;again&lt;/b&gt;" in t for t in slack.thread_texts(card_ts)))
+
+
+def test_a_telegram_customer_talks_to_an_agent_in_slack_who_hands_back(tmp_path):
+    async def body() -> None:
+        async with FakeTelegram() as tg, FakeSlack(agents=AGENTS) as slack:
+            async with serving(_relay_settings(tmp_path, tg, slack)) as (base, _):
+                slack.deliver_events_to(f"{base}/slack/events")
+                card_ts = await _card_for_a_person(tg, slack, 31)
+                await _claim_and_talk(tg, slack, 31, card_ts)
+                await slack.interact(slack.block_action(MEI, card_ts, "handback", value="telegram:31"))
+                await until(lambda: any("handed the conversation back" in t for t in tg.sent(31)))
+                before = len(tg.sent(31))
+                tg.push_update(tg.text_update(31, "where is my order SO-10023?"))
+                await until(lambda: len(tg.sent(31)) > before)
+                assert "SO-10023" in tg.sent(31)[-1]  # the bot asks for verification again: it is talking
+                assert "Handed back to the bot" in json.dumps(slack.message(card_ts)["blocks"], ensure_ascii=False)
+                assert not slack.ephemerals()
+
+    run_async(asyncio.wait_for(body(), 90))
+
+
+def test_a_telegram_customer_rates_the_service_after_an_agent_in_slack_resolves(tmp_path):
+    async def body() -> None:
+        async with FakeTelegram() as tg, FakeSlack(agents=AGENTS) as slack:
+            async with serving(_relay_settings(tmp_path, tg, slack)) as (base, runtime):
+                slack.deliver_events_to(f"{base}/slack/events")
+                card_ts = await _card_for_a_person(tg, slack, 32)
+                await _claim_and_talk(tg, slack, 32, card_ts)
+                await slack.interact(slack.block_action(MEI, card_ts, "resolve", value="telegram:32"))
+                await until(lambda: tg.messages(32) and "reply_markup" in tg.messages(32)[-1])  # the CSAT buttons
+                tg.push_update(tg.callback_update(32, "csat:4"))
+                await until(lambda: runtime.manager.conversation("telegram:32"))
+
+                async def rated() -> bool:
+                    await runtime.slack.watch_once()
+                    return any("rated the service ★★★★☆ 4/5" in t for t in slack.thread_texts(card_ts))
+
+                await until(rated)
+                assert "CSAT ★★★★☆ 4/5" in json.dumps(slack.message(card_ts)["blocks"], ensure_ascii=False)
+
+    run_async(asyncio.wait_for(body(), 90))
