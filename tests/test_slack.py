@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
@@ -23,7 +24,7 @@ from starlette.routing import Route
 
 from bot.config import Settings
 from bot.manager import DialogueManager
-from channels.slack import SlackConfig, SlackConsole
+from channels.slack import SlackConfig, SlackConsole, SlackSettingsError
 from tests.conftest import run_async
 from tests.factories import NOW, message, order, photo
 from tests.fakes._server import ServedApp
@@ -334,6 +335,43 @@ def test_only_the_owner_replies_and_only_agents_act(make_manager, run):
             assert state.handoff.state == "assigned" and state.handoff.agent == "Mei" and not agent_lines(state)
 
     run(body())
+
+
+def test_a_macro_from_the_menu_reaches_the_customer_and_a_refused_delivery_is_reported(make_manager, run):
+    manager = make_manager([order(items=[MUG])], clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
+            await manager.handle(message("where is SO-10023", received_at=NOW))
+            await manager.handle(message("sato@example.jp", received_at=NOW))
+            card_ts = await queued(manager, console, slack)
+            await press(slack, MEI, card_ts, "claim")
+            await until(_assigned(manager))
+            await press(slack, MEI, card_ts, "macro", selected="replacement_sent")
+            sent = await until(lambda: [t for t in slack.thread_texts(card_ts) if "macro" in t])
+            assert "`replacement_sent`" in sent[0] and "SO-10023" in sent[0]
+            outbox = await manager.collect("console:c1")
+            assert any(o.key == "macro_replacement_sent" for o in outbox)
+            await press(slack, MEI, card_ts, "macro", selected="no_such_macro")
+            told = await until(lambda: slack.ephemerals(MEI))
+            assert "no macro named" in told[0]["text"]
+            await manager.delivery_failed(outbox[-1], "the customer blocked the bot")
+            await console.idle()
+            warned = [t for t in slack.thread_texts(card_ts) if "Not delivered" in t]
+            assert warned and warned[0].startswith(f"<@{MEI}> ") and "blocked the bot" in warned[0]
+
+    run(body())
+
+
+def test_a_half_configured_slack_console_names_what_is_missing(tmp_path):
+    settings = settings_for(tmp_path, SLACK_BOT_TOKEN="xoxb-1", SLACK_AGENT_IDS="U1")
+    with pytest.raises(SlackSettingsError, match="SLACK_AGENT_CHANNEL, SLACK_SIGNING_SECRET"):
+        SlackConfig.from_settings(settings)
+    socket = settings_for(tmp_path, SLACK_BOT_TOKEN="xoxb-1", SLACK_AGENT_IDS="U1, U2", SLACK_AGENT_CHANNEL="C1",
+                          SLACK_APP_TOKEN="xapp-1")  # fmt: skip
+    config = SlackConfig.from_settings(socket)  # Socket Mode needs no signing secret
+    assert config is not None and config.agent_ids == {"U1", "U2"} and config.note_prefix == "note:"
+    assert SlackConfig.from_settings(settings_for(tmp_path)) is None
 
 
 def test_a_redelivered_event_is_handled_once_and_edits_and_bot_posts_are_ignored(make_manager, run):
