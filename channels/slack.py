@@ -368,9 +368,10 @@ class SlackConsole:
                     "the Slack app is not a member of SLACK_AGENT_CHANNEL: invite it, or thread replies go unseen"
                 )
         except SlackApiError as error:
-            raise SlackSettingsError(
-                f"SLACK_AGENT_CHANNEL {self.config.channel!r}: Slack answered {error.response.get('error')}"
-            ) from error
+            answer = error.response.get("error")
+            if answer == "channel_not_found":
+                raise SlackSettingsError(f"SLACK_AGENT_CHANNEL {self.config.channel!r}: no such channel") from error
+            log.warning("could not check SLACK_AGENT_CHANNEL (%s): channels:read / groups:read missing?", answer)
         self.manager.listeners.append(self.listen)
         self._tasks = [asyncio.create_task(self._work()), asyncio.create_task(self._watch())]
         if self.config.app_token:

@@ -525,3 +525,24 @@ def test_a_telegram_customer_rates_the_service_after_an_agent_in_slack_resolves(
                 assert "CSAT ★★★★☆ 4/5" in json.dumps(slack.message(card_ts)["blocks"], ensure_ascii=False)
 
     run_async(asyncio.wait_for(body(), 90))
+
+
+def test_start_refuses_an_unknown_agents_channel_and_tolerates_a_missing_read_scope(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack:
+            config = SlackConfig(
+                slack.token, slack.signing_secret, "C0NOSUCH", frozenset({MEI}), api_base=slack.api_base
+            )
+            with pytest.raises(SlackSettingsError, match="C0NOSUCH"):
+                await SlackConsole(manager, config).start()
+            slack.fail_next("conversations.info", status=200, error="missing_scope")
+            console = SlackConsole(manager, SlackConfig(slack.token, slack.signing_secret, slack.channel_id,
+                                                        frozenset({MEI}), api_base=slack.api_base))  # fmt: skip
+            await console.start()
+            assert console.bot_user_id == slack.bot_user_id and console.listen in manager.listeners
+            await console.stop()
+            assert console.listen not in manager.listeners
+
+    run(body())
