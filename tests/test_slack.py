@@ -546,3 +546,33 @@ def test_start_refuses_an_unknown_agents_channel_and_tolerates_a_missing_read_sc
             assert console.listen not in manager.listeners
 
     run(body())
+
+
+def test_socket_mode_takes_button_presses_and_thread_replies_over_the_socket(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack:
+            config = SlackConfig(slack.token, "", slack.channel_id, frozenset({MEI}), app_token=slack.app_token,
+                                 api_base=slack.api_base, pace_seconds=0.05)  # fmt: skip
+            console = SlackConsole(manager, config, watch_seconds=3600)
+            await console.start()
+            try:
+                await until(lambda: slack.socket_connected)
+                card_ts = await queued(manager, console, slack)
+                ack = await slack.socket_send(slack.block_action(MEI, card_ts, "claim", value="console:c1"))
+                assert set(ack) >= {"envelope_id"}
+                await until(_assigned(manager))
+                reply = slack.user_message(slack.channel_id, MEI, "Hello over the socket", thread_ts=card_ts)
+                await slack.socket_send(reply)
+                await slack.socket_send(reply)  # a redelivery over the socket is handled once too
+                state = await until(_with_agent_lines(manager, 1))
+                await asyncio.sleep(0.3)
+                assert agent_lines(await manager.conversation("console:c1")) == ["Hello over the socket"]
+                assert state.handoff.agent == "Mei"
+                assert slack.calls("apps.connections.open")[0].status == 200
+            finally:
+                await console.stop()
+            await until(lambda: not slack.socket_connected)
+
+    run(body())

@@ -12,7 +12,9 @@ parameter). Answers use Slack's envelope: HTTP 200 with `{"ok": true, ...}` or
 Served methods: `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
 `conversations.info`, `users.info`, `files.getUploadURLExternal`, the upload itself
 (`POST /upload/{file_id}`, the URL `getUploadURLExternal` gives) and
-`files.completeUploadExternal`. Any other method answers `unknown_method`.
+`files.completeUploadExternal`; and Socket Mode: `apps.connections.open` (with the app-level
+token) gives a `ws://` URL on the fake, where `socket_send` pushes envelopes (events, interactivity)
+and the app's acknowledgements are recorded. Any other method answers `unknown_method`.
 
 What the fake holds (channels, users, the messages in each channel with their threads, the
 ephemeral messages, uploaded files) behaves as Slack does for those methods. Requests the app
@@ -40,12 +42,14 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tests.fakes._server import Call, ServedApp
 
 DEFAULT_TOKEN = "xoxb-0000000001-0000000002-fakeBotTokenForLocalTests"
 DEFAULT_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+DEFAULT_APP_TOKEN = "xapp-1-A0FAKEAPP-0000000003-fakeAppLevelTokenForSocketMode"
 MAX_BLOCKS = 50  # a message holds at most 50 blocks
 MAX_SECTION_TEXT = 3000  # a section's text, characters
 MAX_TEXT = 40_000  # chat.postMessage truncates longer text; the fake refuses it instead (msg_too_long)
@@ -100,6 +104,7 @@ class FakeSlack:
         "users.info",
         "files.getUploadURLExternal",
         "files.completeUploadExternal",
+        "apps.connections.open",
     )
 
     def __init__(
@@ -107,6 +112,7 @@ class FakeSlack:
         token: str = DEFAULT_TOKEN,
         *,
         signing_secret: str = DEFAULT_SIGNING_SECRET,
+        app_token: str = DEFAULT_APP_TOKEN,
         team_id: str = "T0FAKETEAM",
         app_id: str = "A0FAKEAPP",
         bot_user_id: str = "U0FAKEBOT",
@@ -117,6 +123,10 @@ class FakeSlack:
     ) -> None:
         self.token = token
         self.signing_secret = signing_secret
+        self.app_token = app_token
+        self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope id -> what the app answered
+        self._sockets: list[asyncio.Queue[dict[str, Any] | None]] = []
+        self._acked = asyncio.Condition()
         self.team_id = team_id
         self.app_id = app_id
         self.bot_user_id = bot_user_id
@@ -147,6 +157,8 @@ class FakeSlack:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for outgoing in self._sockets:
+            outgoing.put_nowait(None)  # closes the Socket Mode connection
         for task in list(self._deliveries):
             task.cancel()
         for task in list(self._deliveries):
@@ -379,6 +391,7 @@ class FakeSlack:
                 Route("/api/{method}", self._method, methods=["GET", "POST"]),
                 Route("/upload/{file_id}", self._upload, methods=["POST"]),
                 Route("/respond/{key}", self._respond, methods=["POST"]),
+                WebSocketRoute("/link/", self._socket),
             ]
         )
 
@@ -415,7 +428,10 @@ class FakeSlack:
                 raise SlackApiError("unknown_method")
             if not token:
                 raise SlackApiError("not_authed")
-            if token != self.token:
+            if method == "apps.connections.open":
+                if token != self.app_token:
+                    raise SlackApiError("invalid_auth" if not token.startswith("xoxb-") else "not_allowed_token_type")
+            elif token != self.token:
                 raise SlackApiError("invalid_auth")
             handler = getattr(self, "_" + method.replace(".", "_"))
             result = handler(params)
@@ -598,6 +614,66 @@ class FakeSlack:
                 self.uploads[entry["id"]]["shared"] = {"channel": channel, "thread_ts": message.get("thread_ts"),
                                                        "ts": message["ts"]}  # fmt: skip
         return {"files": done}
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        ticket = secrets.token_hex(8)
+        return {"url": f"ws://127.0.0.1:{self._served.port}/link/?ticket={ticket}&app_id={self.app_id}"}
+
+    # --- Socket Mode -------------------------------------------------------------------------
+
+    @property
+    def socket_connected(self) -> bool:
+        return bool(self._sockets)
+
+    async def _socket(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        outgoing: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._sockets.append(outgoing)
+        await websocket.send_json({"type": "hello", "num_connections": len(self._sockets),
+                                   "connection_info": {"app_id": self.app_id},
+                                   "debug_info": {"host": "fake", "approximate_connection_time": 3600}})  # fmt: skip
+
+        async def receive() -> None:
+            with contextlib.suppress(WebSocketDisconnect):
+                while True:
+                    answer = json.loads(await websocket.receive_text())
+                    async with self._acked:
+                        self.socket_acks[str(answer.get("envelope_id"))] = answer
+                        self._acked.notify_all()
+            outgoing.put_nowait(None)  # the app hung up
+
+        reader = asyncio.create_task(receive())
+        try:
+            while (envelope := await outgoing.get()) is not None:
+                await websocket.send_json(envelope)
+            await websocket.close()
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self._sockets.remove(outgoing)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def socket_send(self, payload: dict[str, Any], *, seconds: float = 5.0) -> dict[str, Any]:
+        """Push an event envelope (`event_envelope`, ...) or an interactivity payload (`block_action`)
+        over the Socket Mode connection, and wait for the app's acknowledgement (returned)."""
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode connection")
+        kind = "events_api" if payload.get("type") == "event_callback" else "interactive"
+        envelope_id = secrets.token_hex(12)
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind == "interactive",
+            "retry_attempt": 0,
+            "retry_reason": "",
+        }
+        self._sockets[-1].put_nowait(envelope)
+        async with asyncio.timeout(seconds), self._acked:
+            await self._acked.wait_for(lambda: envelope_id in self.socket_acks)
+        return self.socket_acks[envelope_id]
 
     # --- event delivery ----------------------------------------------------------------------
 
