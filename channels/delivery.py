@@ -120,7 +120,7 @@ class Delivery:
                 if not await self.store.redis.set(lease, token, nx=True, px=LEASE_MS):
                     return  # another worker delivers this conversation
             try:
-                await self._deliver(conversation_id)
+                await self._deliver(conversation_id, lease, token)
             finally:
                 with store_errors():
                     if await self.store.redis.get(lease) == token:
@@ -133,46 +133,64 @@ class Delivery:
         finally:
             self._busy.discard(conversation_id)
 
-    async def _deliver(self, conversation_id: str) -> None:
+    async def _deliver(self, conversation_id: str, lease: str, token: str) -> None:
         name = conversation_id.split(":", 1)[0]
         channel, pacer = self.channels[name], self.pacers[name]
-        for message_id, outbound in await self.outbox.read(conversation_id):
-            reason = await self._outside_window(channel, conversation_id)
-            try:
-                if reason:
-                    raise Undeliverable(reason)
-                await pacer.wait(conversation_id)
-                sent = await channel.send(outbound)
-            except RetryLater as later:
-                failures = self._failures[conversation_id] = self._failures.get(conversation_id, 0) + 1
-                delay = min(MAX_BACKOFF, max(later.seconds, 0.5 * 2 ** min(failures, 10)))
-                self.counters.retried += 1
-                log.info(
-                    "delivery later conversation=%s in=%.1fs: %s",
-                    conversation_tag(conversation_id),
-                    delay,
-                    later.reason,
-                )
-                await self.outbox.schedule(conversation_id, delay)
-                return
-            except Undeliverable as refused:
-                self.counters.failed += 1
-                await self._record(conversation_id, message_id, outbound, "failed", refused.reason, [])
-                log.warning(
-                    "undeliverable conversation=%s key=%s: %s",
-                    conversation_tag(conversation_id),
-                    outbound.key,
-                    refused.reason,
-                )
-                if self.report is not None:
-                    await self.report(outbound, refused.reason)
-            else:
-                self.counters.sent += 1
-                self.counters.by_channel[name] = self.counters.by_channel.get(name, 0) + 1
-                await self._record(conversation_id, message_id, outbound, "sent", "", sent.platform_ids)
-            self._failures.pop(conversation_id, None)
-            await self.outbox.settle(conversation_id, [message_id])
+        # Read until nothing is left: messages queued while a (paced, so slow) batch went out are
+        # sent too, before `done` takes the conversation out of the due index.
+        while batch := await self.outbox.read(conversation_id):
+            for message_id, outbound in batch:
+                if not await self._renew(lease, token):
+                    return  # the lease ran out and another worker took over: it delivers the rest
+                if not await self._one(conversation_id, channel, pacer, message_id, outbound):
+                    return
         await self.outbox.done(conversation_id)
+
+    async def _renew(self, lease: str, token: str) -> bool:
+        with store_errors():
+            return bool(await self.store.redis.set(lease, token, xx=True, px=LEASE_MS, get=True) == token)
+
+    async def _one(
+        self, conversation_id: str, channel: Channel, pacer: Pacer, message_id: str, outbound: Outbound
+    ) -> bool:
+        """Send one message and settle it; False when the platform said "later" (rescheduled)."""
+        name = conversation_id.split(":", 1)[0]
+        reason = await self._outside_window(channel, conversation_id)
+        try:
+            if reason:
+                raise Undeliverable(reason)
+            await pacer.wait(conversation_id)
+            sent = await channel.send(outbound)
+        except RetryLater as later:
+            failures = self._failures[conversation_id] = self._failures.get(conversation_id, 0) + 1
+            delay = min(MAX_BACKOFF, max(later.seconds, 0.5 * 2 ** min(failures, 10)))
+            self.counters.retried += 1
+            log.info(
+                "delivery later conversation=%s in=%.1fs: %s",
+                conversation_tag(conversation_id),
+                delay,
+                later.reason,
+            )
+            await self.outbox.schedule(conversation_id, delay)
+            return False
+        except Undeliverable as refused:
+            self.counters.failed += 1
+            await self._record(conversation_id, message_id, outbound, "failed", refused.reason, [])
+            log.warning(
+                "undeliverable conversation=%s key=%s: %s",
+                conversation_tag(conversation_id),
+                outbound.key,
+                refused.reason,
+            )
+            if self.report is not None:
+                await self.report(outbound, refused.reason)
+        else:
+            self.counters.sent += 1
+            self.counters.by_channel[name] = self.counters.by_channel.get(name, 0) + 1
+            await self._record(conversation_id, message_id, outbound, "sent", "", sent.platform_ids)
+        self._failures.pop(conversation_id, None)
+        await self.outbox.settle(conversation_id, [message_id])
+        return True
 
     async def _outside_window(self, channel: Channel, conversation_id: str) -> str:
         window = channel.reply_window_seconds
