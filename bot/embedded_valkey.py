@@ -144,17 +144,21 @@ class EmbeddedValkey:
                 return
         except (OSError, ValueError):
             pass
+        folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             watchdog = subprocess.Popen(
-                [sys.executable, "-c", _WATCHDOG, str(self.folder), str(self.socket_path)],
+                [sys.executable, "-c", _WATCHDOG, str(folder)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                pass_fds=(folder,),
                 start_new_session=True,  # not in the terminal's process group: Ctrl+C stops users, not it
             )
         except OSError as error:  # no interpreter to run it: the last user's detach still shuts down
             log.warning("no watchdog for the embedded Valkey: %s", error)
             return
+        finally:
+            os.close(folder)
         path.write_text(f"{watchdog.pid}\n")
 
     def _start(self) -> None:
@@ -189,7 +193,7 @@ class EmbeddedValkey:
         if done.returncode != 0:
             raise EmbeddedValkeyError(f"the embedded Valkey did not start: {done.stderr.decode(errors='replace')}")
         deadline = time.monotonic() + 60  # a long append-only file takes a while to load
-        while _ping(self.socket_path) != "up":
+        while _ping(self.socket_path) != "up" or self.pid is None:  # it writes its pid file just after listening
             pid = self.pid
             if time.monotonic() > deadline or (pid is not None and not _alive(pid)):
                 raise EmbeddedValkeyError(
@@ -210,9 +214,17 @@ class EmbeddedValkey:
                 log.error("the embedded Valkey refused to shut down: %r", reply)
         except OSError:
             pass  # already gone
-        deadline = time.monotonic() + 10
-        while pid is not None and _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        if pid is None:
+            return
+        for sig, wait in ((None, 10.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            if sig is not None and _alive(pid) and _is_valkey(pid):
+                log.warning("the embedded Valkey (pid %s) is still running: sending %s", pid, sig.name)
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if not _alive(pid):
+                return
 
     def _log_since(self, offset: int) -> str:
         try:
@@ -223,38 +235,54 @@ class EmbeddedValkey:
             return "(no log)"
 
 
-# The watchdog (stdlib only, run with `python -c`): wait until no process holds users.lock, then
-# shut down whatever server serves the folder's socket, and wait for it to exit.
+# The watchdog (stdlib only, run with `python -c FOLDER_FD`): wait until no process holds
+# users.lock, then stop the server the pid file names (SIGTERM: a graceful shutdown that flushes
+# the append-only file; SIGKILL only if that fails). It is handed the folder as an open
+# descriptor, so a folder renamed at any time (a test's temporary folder tidied away) still works.
 _WATCHDOG = """
-import fcntl, os, socket, sys, time
-folder, path = sys.argv[1], sys.argv[2]
-users = os.open(os.path.join(folder, 'users.lock'), os.O_RDWR | os.O_CREAT, 0o600)
+import fcntl, os, signal, sys, time
+folder = int(sys.argv[1])
+users = os.open('users.lock', os.O_RDWR | os.O_CREAT, 0o600, dir_fd=folder)
 fcntl.flock(users, fcntl.LOCK_EX)
-try:
-    pid = int(open(os.path.join(folder, 'valkey.pid')).read())
-except (OSError, ValueError):
-    pid = None
-try:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(path)
-        sock.sendall(b'*1\\r\\n$8\\r\\nSHUTDOWN\\r\\n')
-        sock.recv(256)
-except OSError:
-    pass
-deadline = time.monotonic() + 10
-while pid and time.monotonic() < deadline:
+
+def running(pid):
     try:
-        if open('/proc/%d/stat' % pid).read().rpartition(')')[2].split()[0] in 'ZX':
-            break
+        with open('/proc/%d/stat' % pid) as stat:
+            return stat.read().rpartition(')')[2].split()[0] not in ('Z', 'X')
     except FileNotFoundError:
-        break
+        return False
     except OSError:
         try:
             os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+def valkey(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as cmdline:
+            return b'valkey-server' in cmdline.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+try:
+    with open(os.open('valkey.pid', os.O_RDONLY, dir_fd=folder)) as pidfile:
+        pid = int(pidfile.read())
+except (OSError, ValueError):
+    pid = None
+if pid and running(pid) and valkey(pid):
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 5)):
+        try:
+            os.kill(pid, sig)
         except OSError:
             break
-    time.sleep(0.02)
+        deadline = time.monotonic() + wait
+        while running(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not running(pid):
+            break
 """
 
 

@@ -250,6 +250,21 @@ def test_processes_starting_at_once_start_one_server(folder):
     _until(lambda: not _servers(EmbeddedValkey(data)), 15, "the last process to take the server down")
 
 
+def test_the_server_of_a_killed_last_user_is_stopped_even_if_its_folder_moved(folder):
+    """kill -9 of the only process using the server: the watchdog stops it (gracefully), even
+    when the data folder was renamed meanwhile (as pytest tidies old temporary folders)."""
+    data = folder / "data"
+    user = subprocess.Popen(
+        [sys.executable, "-c", _OPEN_AND_HOLD, str(data)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=_env(),
+    )  # fmt: skip
+    server = int(_first_line(user, timeout=60))
+    data.rename(folder / "moved")
+    user.kill()
+    user.wait(timeout=10)
+    _until(lambda: not _alive(server), 40, "the watchdog to stop the server")
+
+
 def test_a_stale_socket_and_pid_file_do_not_stop_a_start(tmp_path, run):
     embedded = EmbeddedValkey(tmp_path)
     embedded.folder.mkdir(parents=True)
