@@ -571,8 +571,12 @@ class SlackConsole:
     async def _card(self, conversation_id: str) -> dict[str, str] | None:
         """The card of the conversation's current stay in the queue, posted if it is missing;
         the last card when it is no longer queued; None when it never was."""
+        current = await self._current_card(conversation_id)
+        entry = await self.manager.queue.get(conversation_id)
+        if entry is None or current.get("episode") == entry.enqueued_at.isoformat():
+            return current or None  # the usual case, without the lock
         async with self._locked(self.store.conversation_key(conversation_id, "slack", "lock")):
-            current = await self._current_card(conversation_id)
+            current = await self._current_card(conversation_id)  # again: another process may have posted it
             entry = await self.manager.queue.get(conversation_id)
             if entry is None or current.get("episode") == entry.enqueued_at.isoformat():
                 return current or None

@@ -576,3 +576,18 @@ def test_socket_mode_takes_button_presses_and_thread_replies_over_the_socket(mak
             await until(lambda: not slack.socket_connected)
 
     run(body())
+
+
+def test_two_processes_post_one_card_for_a_waiting_conversation(make_manager, run):
+    manager = make_manager(clock=Clock(NOW))
+
+    async def body() -> None:
+        async with FakeSlack(agents=AGENTS) as slack:
+            config = SlackConfig(slack.token, slack.signing_secret, slack.channel_id, frozenset({MEI}),
+                                 api_base=slack.api_base, pace_seconds=0.05)  # fmt: skip
+            first, second = SlackConsole(manager, config), SlackConsole(manager, config)  # two servers, one store
+            await manager.handle(message("I want to talk to a human", received_at=NOW))  # nobody listened
+            await asyncio.gather(first.watch_once(), second.watch_once(), first.watch_once())
+            assert len(slack.messages()) == 1
+
+    run(body())
