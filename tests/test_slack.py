@@ -29,6 +29,7 @@ from tests.conftest import run_async
 from tests.factories import NOW, message, order, photo
 from tests.fakes._server import ServedApp
 from tests.fakes.slack import FakeSlack
+from tests.fakes.specs import SKIP_REASON, specs_dir
 from tests.fakes.telegram import FakeTelegram
 from tests.test_server import serving, settings_for
 
@@ -591,3 +592,72 @@ def test_two_processes_post_one_card_for_a_waiting_conversation(make_manager, ru
             assert len(slack.messages()) == 1
 
     run(body())
+
+
+# -- conformance with the Slack specs (SPECS_DIR) ---------------------------------------------------
+
+# Methods newer than slack_web_openapi_v2.json (files upload v2, Socket Mode): only the fake checks them.
+NEWER_THAN_THE_SPEC = frozenset({"files.getUploadURLExternal", "files.completeUploadExternal", "apps.connections.open"})
+# slack_sdk adds `team_id` to every call of a client made for one workspace (bolt's per-request client
+# calls auth.test with it): Slack reads it for org-wide apps and ignores it otherwise.
+CLIENT_DEFAULTS = frozenset({"team_id"})
+
+
+def slack_problems(calls: list[Any], folder: Path) -> list[str]:
+    """Each Web API call names a method of the spec, sends only its parameters and all the required ones."""
+    spec = json.loads((folder / "slack" / "slack_web_openapi_v2.json").read_text(encoding="utf-8"))
+    problems = []
+    for call in calls:
+        if call.name in ("upload", "respond") or call.name in NEWER_THAN_THE_SPEC:
+            continue
+        path = spec["paths"].get(f"/{call.name}")
+        if path is None:
+            problems.append(f"{call.name}: no such method in the spec")
+            continue
+        parameters = {p["name"]: p for operation in path.values() for p in operation.get("parameters", [])}
+        sent = [name for name in call.params if name not in CLIENT_DEFAULTS]
+        problems += [f"{call.name}: {name} is not a parameter" for name in sent if name not in parameters]
+        for name, parameter in parameters.items():
+            if parameter.get("required") and name != "token" and name not in call.params:
+                problems.append(f"{call.name}: required {name} missing")
+        if not call.headers.get("authorization", "").startswith("Bearer "):
+            problems.append(f"{call.name}: no bearer token")
+    return problems
+
+
+def envelope_problems(envelope: dict[str, Any], folder: Path) -> list[str]:
+    schema = json.loads((folder / "slack" / "slack_common_event_wrapper_schema.json").read_text(encoding="utf-8"))
+    missing = [f"envelope: {name} missing" for name in schema["required"] if name not in envelope]
+    event_schema = schema["properties"]["event"]
+    return missing + [f"event: {name} missing" for name in event_schema["required"] if name not in envelope["event"]]
+
+
+def test_the_console_s_calls_and_the_fake_s_events_conform_to_the_slack_specs(make_manager, run):
+    folder = specs_dir()
+    if folder is None:
+        pytest.skip(SKIP_REASON)
+    manager = make_manager([order(items=[MUG])], clock=Clock(NOW))
+
+    async def traffic() -> tuple[list[Any], list[dict[str, Any]]]:
+        async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
+            await manager.handle(message("my mug arrived broken SO-10023", received_at=NOW))
+            await manager.handle(message("sato@example.jp", received_at=NOW))
+            await manager.handle(message(attachments=(photo(),), received_at=NOW))
+            card_ts = await queued(manager, console, slack)
+            await until(lambda: slack.uploads)
+            await press(slack, STRANGER, card_ts, "claim")
+            await press(slack, MEI, card_ts, "claim")
+            await until(_assigned(manager))
+            reply = slack.user_message(slack.channel_id, MEI, "Hello", thread_ts=card_ts)
+            await slack.send(reply)
+            await press(slack, MEI, card_ts, "macro", selected="replacement_sent")
+            await press(slack, MEI, card_ts, "resolve")
+            await until(lambda: any("resolved the case" in t for t in slack.thread_texts(card_ts)))
+            await slack.settle()
+            return slack.requests, [reply, slack.message_changed(slack.channel_id, reply["event"]["ts"], "x")]
+
+    calls, envelopes = run(traffic())
+    assert {c.name for c in calls} >= {"auth.test", "chat.postMessage", "chat.update", "chat.postEphemeral",
+                                       "conversations.info", "users.info", "files.completeUploadExternal"}  # fmt: skip
+    assert slack_problems(calls, folder) == []
+    assert [p for envelope in envelopes for p in envelope_problems(envelope, folder)] == []

@@ -277,6 +277,7 @@ class FakeSlack:
             "type": "event_callback",
             "event_id": event_id or f"Ev{next(self._event_ids):08d}FAKE",
             "event_time": now,
+            "authed_users": [self.bot_user_id],  # deprecated by Slack, still required by the wrapper schema
             "authorizations": [
                 {"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id, "is_bot": True}
             ],
