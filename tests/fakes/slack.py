@@ -144,7 +144,7 @@ class FakeSlack:
         self._ts = itertools.count(1)
         self._event_ids = itertools.count(1)
         self._events_url: str | None = None
-        self._deliveries: set[asyncio.Task[None]] = set()
+        self._deliveries: set[asyncio.Task[Any]] = set()
         self.add_channel(channel_id, channel_name)
         self.add_user(bot_user_id, "aftersales", is_bot=True)
         for user_id, name in (agents or {}).items():
