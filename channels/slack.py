@@ -193,6 +193,7 @@ class CardView:
     overdue: bool
     macros: tuple[str, ...]
     csat: int | None = None
+    note_prefix: str = "note:"
 
 
 _HEADERS = {
@@ -240,7 +241,7 @@ def card(view: CardView) -> tuple[str, list[dict[str, Any]]]:
         blocks.append({"type": "actions", "block_id": "moves", "elements": _buttons(view)})
     context = (
         f"Conversation `{escape(state.id)}` · reply in this thread to write to the customer; "
-        "start a reply with the note prefix to keep it among agents."
+        f"a reply starting with `{escape(view.note_prefix)}` stays among agents."
     )
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
     text = f"{header}: {escape(intent)} ({escape(state.language or '-')}, {escape(state.channel)}) — {who}"
@@ -626,7 +627,8 @@ class SlackConsole:
             sorted(k[len("macro_") :] for k in catalog.locales[catalog.default].messages if k.startswith("macro_"))
         )
         score = (current or {}).get("csat")
-        return CardView(state, entry, order, owner, overdue, macros, int(score) if score else None)
+        csat = int(score) if score else None
+        return CardView(state, entry, order, owner, overdue, macros, csat, self.config.note_prefix)
 
     async def _photos(self, conversation_id: str, current: dict[str, str]) -> None:
         """Evidence photos not in the thread yet, uploaded there (files upload v2)."""

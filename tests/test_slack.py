@@ -231,7 +231,7 @@ def test_two_agents_claim_at_once_one_owns_it_and_the_other_is_told_who(make_man
         async with FakeSlack(agents=AGENTS) as slack, console_for(manager, slack) as console:
             card_ts = await queued(manager, console, slack)
             statuses = await asyncio.gather(press(slack, MEI, card_ts, "claim"), press(slack, KENJI, card_ts, "claim"))
-            assert statuses == [200, 200]
+            assert list(statuses) == [200, 200]
             told = await until(lambda: slack.ephemerals())
             state = await manager.conversation("console:c1")
             owner = {"Mei": MEI, "Kenji": KENJI}[state.handoff.agent]
