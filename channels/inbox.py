@@ -94,6 +94,8 @@ class Inbox:
                 renewed = await self.store.redis.set(self._key(shard, "lease"), token, xx=True, px=LEASE_MS, get=True)
                 if renewed != token:
                     del self._leases[shard]  # expired and taken: someone else reads it now
+            for shard in sorted(self._leases, reverse=True)[: max(0, len(self._leases) - share)]:
+                await self._give_back(shard)  # more than a fair share (a worker joined): it takes these
             for shard in range(SHARDS):
                 if len(self._leases) >= share:
                     break
@@ -108,11 +110,13 @@ class Inbox:
     async def release(self) -> None:
         """Give every shard back at once (a clean shutdown), so another worker need not wait."""
         with store_errors():
-            for shard, token in self._leases.items():
-                key = self._key(shard, "lease")
-                if await self.store.redis.get(key) == token:
-                    await self.store.redis.delete(key)
-        self._leases.clear()
+            for shard in list(self._leases):
+                await self._give_back(shard)
+
+    async def _give_back(self, shard: int) -> None:
+        token, key = self._leases.pop(shard), self._key(shard, "lease")
+        if await self.store.redis.get(key) == token:
+            await self.store.redis.delete(key)
 
     def holds(self, shard: int) -> bool:
         return shard in self._leases

@@ -328,7 +328,7 @@ async def _read_shard(runtime: Runtime, shard: int) -> None:
             log.warning("inbox read failed: %s", error)
             await asyncio.sleep(1.0)
             continue
-        while entries and not runtime.stop.is_set():
+        while entries and not runtime.stop.is_set() and inbox.holds(shard):  # given back: its new reader goes on
             turn, entries = await _next_turn(runtime, shard, entries)
             key = turn[0].entry_id
             try:
