@@ -20,10 +20,12 @@ import math
 import os
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.exceptions import ResponseError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, ResponseError
 
 from bot.store import Store, store_errors
 from channels.base import ChannelEvent
@@ -35,6 +37,7 @@ GROUP = "workers"
 SEEN_SECONDS = 7 * 24 * 3600  # platforms retry for hours at most (Telegram, Meta: about a day)
 LEASE_MS = 15_000  # a worker that dies loses its shards this long after its last renewal
 KEEP = 100_000  # entries kept per shard (approximately) once acknowledged
+MAX_BATCH = 256  # events appended by one script call
 
 # Append an event unless its platform id was seen; both keys are in the shard's slot.
 _APPEND = """
@@ -43,6 +46,19 @@ if redis.call('set', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
   return 1
 end
 return 0
+"""
+# The same for a batch of events (one round trip). KEYS: stream, seen of each event in turn.
+# ARGV: seen seconds, entries kept, then each event's body. Returns 1 (added) or 0 per event.
+_APPEND_MANY = """
+local added = {}
+for i = 1, #KEYS / 2 do
+  added[i] = 0
+  if redis.call('set', KEYS[2 * i], '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('xadd', KEYS[2 * i - 1], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[i + 2])
+    added[i] = 1
+  end
+end
+return added
 """
 
 
@@ -63,6 +79,9 @@ class Inbox:
         self.store = store
         self.worker_id = worker_id or f"{os.getpid()}-{secrets.token_hex(3)}"
         self._append = store.redis.register_script(_APPEND)
+        self._sha: str | None = None
+        self._waiting: deque[tuple[list[ChannelEvent], asyncio.Future[int]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
         self._leases: dict[int, str] = {}
 
     def _key(self, shard: int, *parts: str) -> str:
@@ -72,17 +91,69 @@ class Inbox:
 
     async def append(self, events: list[ChannelEvent]) -> int:
         """Keep events; returns how many were new. Raises StoreUnavailable when Redis is down
-        (the webhook then answers 503 and the platform tries again)."""
-        added = 0
+        (the webhook then answers 503 and the platform tries again).
+
+        Appends that arrive together (concurrent webhooks, a polled batch) go to the store
+        together: one script call, one round trip, per batch, in the order they came, instead of
+        a round trip (and a pooled connection) per event."""
+        if not events:
+            return 0
+        if isinstance(self.store.redis, RedisCluster):  # shards live on several nodes: one by one
+            added = 0
+            with store_errors():
+                for event in events:
+                    keys, body = self._append_args(event)
+                    added += int(await self._append(keys=keys, args=[body, SEEN_SECONDS, KEEP]))
+            return added
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append((events, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await done
+
+    def _append_args(self, event: ChannelEvent) -> tuple[list[str], str]:
+        shard = shard_of(event.conversation_id)
+        seen = self._key(shard, "seen", event.channel, hashlib.blake2s(event.event_id.encode()).hexdigest())
+        return [self._key(shard, "stream"), seen], json.dumps(event.to_json(), ensure_ascii=False)
+
+    async def _write(self) -> None:
+        """Send what is waiting, a batch at a time, until nothing is; each caller gets its count."""
+        while self._waiting:
+            batch: list[tuple[list[ChannelEvent], asyncio.Future[int]]] = []
+            size = 0
+            while self._waiting and size < MAX_BATCH:
+                batch.append(self._waiting.popleft())
+                size += len(batch[-1][0])
+            try:
+                results = await self._append_batch([event for events, _ in batch for event in events])
+            except Exception as error:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            at = 0
+            for events, done in batch:
+                if not done.done():  # else the caller gave up waiting (its events are kept all the same)
+                    done.set_result(sum(results[at : at + len(events)]))
+                at += len(events)
+
+    async def _append_batch(self, events: list[ChannelEvent]) -> list[int]:
+        """One script call for the whole batch; loaded again if the server lost it (restarted)."""
+        keys: list[str] = []
+        bodies: list[str] = []
+        for event in events:
+            event_keys, body = self._append_args(event)
+            keys += event_keys
+            bodies.append(body)
         with store_errors():
-            for event in events:
-                shard = shard_of(event.conversation_id)
-                seen = self._key(shard, "seen", event.channel, hashlib.blake2s(event.event_id.encode()).hexdigest())
-                body = json.dumps(event.to_json(), ensure_ascii=False)
-                added += int(
-                    await self._append(keys=[self._key(shard, "stream"), seen], args=[body, SEEN_SECONDS, KEEP])
-                )
-        return added
+            if self._sha is None:
+                self._sha = await self.store.redis.script_load(_APPEND_MANY)
+            try:
+                added = await self.store.redis.evalsha(self._sha, len(keys), *keys, SEEN_SECONDS, KEEP, *bodies)
+            except NoScriptError:  # the server restarted and lost its scripts: nothing ran
+                self._sha = await self.store.redis.script_load(_APPEND_MANY)
+                added = await self.store.redis.evalsha(self._sha, len(keys), *keys, SEEN_SECONDS, KEEP, *bodies)
+        return [int(one) for one in added]
 
     # -- the workers -----------------------------------------------------------------------
 
