@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 LEASE_MS = 30_000
 MAX_BACKOFF = 300.0  # seconds: a platform down for long is asked again every five minutes
 RECORDS_KEPT = 200  # delivery records per conversation
+MAX_CONVERSATIONS_AT_ONCE = 32  # per process: pacing, not parallelism, sets the pace; the store pool has 100
 
 FailureReport = Callable[[Outbound, str], Awaitable[None]]
 
@@ -99,6 +100,8 @@ class Delivery:
                 log.warning("delivery cannot reach the store: %s", error)
                 due = []
             for conversation_id in due:
+                if len(self._busy) >= MAX_CONVERSATIONS_AT_ONCE:
+                    break  # the rest wait for the next round: the store's connection pool is bounded too
                 if conversation_id not in self._busy and conversation_id.split(":", 1)[0] in self.channels:
                     self._busy.add(conversation_id)
                     task = asyncio.create_task(self._conversation(conversation_id))
