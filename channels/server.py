@@ -37,7 +37,7 @@ from bot.manager import DialogueManager, conversation_tag
 from bot.messages import Outbound
 from bot.store import StoreError
 from channels.base import Channel, ChannelEvent
-from channels.delivery import Delivery, note_inbound
+from channels.delivery import Delivery, FailureReport, note_inbound
 from channels.inbox import Entry, Inbox, heartbeat
 
 if TYPE_CHECKING:
@@ -280,7 +280,9 @@ async def _stop(runtime: Runtime) -> None:
         await runtime.app.stop()
 
 
-def _reporter(runtime: Runtime):  # type: ignore[no-untyped-def]
+def _reporter(runtime: Runtime) -> FailureReport:
+    """Who hears of a message the platform refused for good: the transcript and the listeners."""
+
     async def report(outbound: Outbound, reason: str) -> None:
         if runtime.manager is not None:
             await runtime.manager.delivery_failed(outbound, reason)
