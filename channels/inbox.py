@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
@@ -210,8 +211,8 @@ class Inbox:
                 counts = await self.store.redis.xpending_range(key, GROUP, min="-", max="+", count=len(batch))
                 times = {item["message_id"]: int(item["times_delivered"]) for item in counts}
                 return [_entry(shard, i, fields, times.get(i, 2)) for i, fields in batch if fields]
-            fresh = await self.store.redis.xreadgroup(GROUP, consumer, {key: ">"}, count=count, block=block_ms)
-        return [_entry(shard, i, fields, 1) for i, fields in _entries(fresh) if fields]
+            new = await self.store.redis.xreadgroup(GROUP, consumer, {key: ">"}, count=count, block=block_ms)
+        return [_entry(shard, i, fields, 1) for i, fields in _entries(new) if fields]
 
     async def ack(self, entries: list[Entry]) -> None:
         with store_errors():
@@ -229,9 +230,9 @@ class Inbox:
         return total
 
 
-def _entries(result: object) -> list[tuple[str, dict[str, str] | None]]:
-    batches = result or []
-    return [entry for _, entries in batches for entry in entries]  # type: ignore[union-attr]
+def _entries(result: Any) -> list[tuple[str, dict[str, str] | None]]:
+    """XREADGROUP's answer ([[stream, [(id, fields), ...]]]) as (id, fields) pairs."""
+    return [entry for _, entries in result or [] for entry in entries]
 
 
 def _entry(shard: int, entry_id: str, fields: dict[str, str], deliveries: int) -> Entry:
