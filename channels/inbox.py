@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import math
 import os
@@ -25,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -115,7 +115,7 @@ class Inbox:
     def _append_args(self, event: ChannelEvent) -> tuple[list[str], str]:
         shard = shard_of(event.conversation_id)
         seen = self._key(shard, "seen", event.channel, hashlib.blake2s(event.event_id.encode()).hexdigest())
-        return [self._key(shard, "stream"), seen], json.dumps(event.to_json(), ensure_ascii=False)
+        return [self._key(shard, "stream"), seen], orjson.dumps(event.to_json()).decode()
 
     async def _write(self) -> None:
         """Send what is waiting, a batch at a time, until nothing is; each caller gets its count."""
@@ -236,7 +236,7 @@ def _entries(result: Any) -> list[tuple[str, dict[str, str] | None]]:
 
 
 def _entry(shard: int, entry_id: str, fields: dict[str, str], deliveries: int) -> Entry:
-    return Entry(shard, entry_id, ChannelEvent.from_json(json.loads(fields["event"])), deliveries)
+    return Entry(shard, entry_id, ChannelEvent.from_json(orjson.loads(fields["event"])), deliveries)
 
 
 async def heartbeat(store: Store, worker_id: str) -> int:

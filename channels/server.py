@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -158,8 +158,8 @@ async def _webhook(runtime: Runtime, name: str, request: Request) -> Response:
     if not channel.verify(request.headers, body):
         return PlainTextResponse("forbidden", status_code=403)  # nothing is stored
     try:
-        payload = json.loads(body)
-    except ValueError:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return PlainTextResponse("not json", status_code=400)
     if not isinstance(payload, dict):
         return PlainTextResponse("not an object", status_code=400)
@@ -178,7 +178,9 @@ async def _body(request: Request) -> bytes | None:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         return None
-    chunks, size = [], 0
+    if declared is not None:
+        return await request.body()  # uvicorn stops at the declared length: no more can arrive
+    chunks, size = [], 0  # chunked: count as it comes
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY:

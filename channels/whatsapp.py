@@ -172,10 +172,12 @@ class WhatsAppChannel:
         """Whether `X-Hub-Signature-256` is `sha256=` and the HMAC-SHA256 of the raw body with the app secret."""
         if not self._app_secret:
             return False  # an HMAC with an empty key is one anybody can make
-        signature = next((value for key, value in headers.items() if key.lower() == "x-hub-signature-256"), None)
+        signature = headers.get("x-hub-signature-256") or headers.get("X-Hub-Signature-256")
+        if signature is None:  # a plain mapping in another case: look through it (a server's headers are case-free)
+            signature = next((value for key, value in headers.items() if key.lower() == "x-hub-signature-256"), None)
         if not signature or not signature.startswith("sha256="):
             return False
-        expected = "sha256=" + hmac.new(self._app_secret, body, hashlib.sha256).hexdigest()
+        expected = "sha256=" + hmac.digest(self._app_secret, body, "sha256").hex()
         return hmac.compare_digest(expected.encode(), signature.strip().lower().encode("utf-8", "replace"))
 
     def split(self, body: Mapping[str, Any], received_at: float) -> list[ChannelEvent]:
