@@ -20,7 +20,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bot.app import App
 from bot.config import Settings
@@ -135,9 +136,9 @@ def build(settings: Settings, channels: dict[str, Channel] | None = None, app: A
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", partial(_readyz, runtime), methods=["GET"]),
         Route("/metrics", partial(_metrics, runtime), methods=["GET"]),
-        Route("/webhooks/telegram", partial(_webhook, runtime, "telegram"), methods=["POST"]),
+        Route("/webhooks/telegram", _Webhook(runtime, "telegram"), methods=["POST"]),
         Route("/webhooks/whatsapp", partial(_whatsapp_get, runtime), methods=["GET"]),
-        Route("/webhooks/whatsapp", partial(_webhook, runtime, "whatsapp"), methods=["POST"]),
+        Route("/webhooks/whatsapp", _Webhook(runtime, "whatsapp"), methods=["POST"]),
         Route("/slack/events", partial(_slack, runtime), methods=["POST"]),
     ]
     starlette = Starlette(routes=routes, lifespan=lifespan)
@@ -148,45 +149,66 @@ def build(settings: Settings, channels: dict[str, Channel] | None = None, app: A
 # -- the routes ------------------------------------------------------------------------------
 
 
-async def _webhook(runtime: Runtime, name: str, request: Request) -> Response:
+class _Webhook:
+    """A platform's webhook as a plain ASGI endpoint: the busiest route skips building Request and
+    Response objects (about a fifth of its cost); what it does is `_accept`."""
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self.runtime = runtime
+        self.name = name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        body = await _body(headers, receive)
+        status, text = (413, "too large") if body is None else await _accept(self.runtime, self.name, headers, body)
+        content = text.encode()
+        start = {"type": "http.response.start", "status": status}
+        start["headers"] = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(content))]
+        await send(start)
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _accept(runtime: Runtime, name: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
+    """Verify a webhook over its raw body, keep its events in the inbox, and only then say 200."""
     channel = runtime.channels.get(name)
     if channel is None or runtime.inbox is None:
-        return PlainTextResponse("not found", status_code=404)
-    body = await _body(request)
-    if body is None:
-        return PlainTextResponse("too large", status_code=413)
-    if not channel.verify(request.headers, body):
-        return PlainTextResponse("forbidden", status_code=403)  # nothing is stored
+        return 404, "not found"
+    if not channel.verify(headers, body):
+        return 403, "forbidden"  # nothing is stored
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return PlainTextResponse("not json", status_code=400)
+        return 400, "not json"
     if not isinstance(payload, dict):
-        return PlainTextResponse("not an object", status_code=400)
+        return 400, "not an object"
     events = channel.split(payload, time.time())
     runtime.counters["webhooks"] += 1
     try:
         added = await runtime.inbox.append(events)
     except StoreError:
-        return PlainTextResponse("store unavailable", status_code=503)  # the platform retries
+        return 503, "store unavailable"  # the platform retries
     runtime.counters["events"] += added
     runtime.counters["duplicates"] += len(events) - added
-    return PlainTextResponse("ok")
+    return 200, "ok"
 
 
-async def _body(request: Request) -> bytes | None:
-    declared = request.headers.get("content-length")
+async def _body(headers: Mapping[str, str], receive: Receive) -> bytes | None:
+    """The request body, or None past MAX_BODY (declared or counted)."""
+    declared = headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         return None
-    if declared is not None:
-        return await request.body()  # uvicorn stops at the declared length: no more can arrive
-    chunks, size = [], 0  # chunked: count as it comes
-    async for chunk in request.stream():
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # the client went away
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
             return None
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def _whatsapp_get(runtime: Runtime, request: Request) -> Response:
