@@ -84,6 +84,7 @@ class Inbox:
         self._waiting: deque[tuple[list[ChannelEvent], asyncio.Future[int]]] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._leases: dict[int, str] = {}
+        self.leaving: set[int] = set()  # held until their reader stops between turns
 
     def _key(self, shard: int, *parts: str) -> str:
         return f"{self.store.prefix}{{inbox-{shard}}}:" + ":".join(parts)
@@ -166,10 +167,12 @@ class Inbox:
                 renewed = await self.store.redis.set(self._key(shard, "lease"), token, xx=True, px=LEASE_MS, get=True)
                 if renewed != token:
                     del self._leases[shard]  # expired and taken: someone else reads it now
-            for shard in sorted(self._leases, reverse=True)[: max(0, len(self._leases) - share)]:
-                await self._give_back(shard)  # more than a fair share (a worker joined): it takes these
+            staying = [shard for shard in sorted(self._leases) if shard not in self.leaving]
+            # More than a fair share (a worker joined): these go to it, but only once their reader
+            # has finished the turn in hand (`hand_over`), or the newcomer could overtake it.
+            self.leaving.update(staying[share:])
             for shard in range(SHARDS):
-                if len(self._leases) >= share:
+                if len(self._leases) - len(self.leaving) >= share:
                     break
                 if shard in self._leases:
                     continue
@@ -185,13 +188,21 @@ class Inbox:
             for shard in list(self._leases):
                 await self._give_back(shard)
 
+    async def hand_over(self, shard: int) -> None:
+        """The shard's reader stopped between turns: if the shard is leaving, let it go now."""
+        if shard in self.leaving and shard in self._leases:
+            with store_errors():
+                await self._give_back(shard)
+
     async def _give_back(self, shard: int) -> None:
+        self.leaving.discard(shard)
         token, key = self._leases.pop(shard), self._key(shard, "lease")
         if await self.store.redis.get(key) == token:
             await self.store.redis.delete(key)
 
     def holds(self, shard: int) -> bool:
-        return shard in self._leases
+        """Whether this worker should go on reading the shard (held, and not being handed over)."""
+        return shard in self._leases and shard not in self.leaving
 
     async def _ensure_group(self, shard: int) -> None:
         try:

@@ -339,7 +339,10 @@ async def _workers(runtime: Runtime) -> None:
             log.warning("inbox cannot reach the store: %s", error)
             shards = []
         for shard in shards:
-            if shard not in readers or readers[shard].done():
+            if shard in inbox.leaving:
+                if shard not in readers or readers[shard].done():
+                    await inbox.hand_over(shard)  # no turn in hand: let it go at once
+            elif shard not in readers or readers[shard].done():
                 readers[shard] = asyncio.create_task(_read_shard(runtime, shard))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(runtime.stop.wait(), 2.0)
@@ -359,7 +362,7 @@ async def _read_shard(runtime: Runtime, shard: int) -> None:
             log.warning("inbox read failed: %s", error)
             await asyncio.sleep(1.0)
             continue
-        while entries and not runtime.stop.is_set() and inbox.holds(shard):  # given back: its new reader goes on
+        while entries and not runtime.stop.is_set() and inbox.holds(shard):  # leaving: its next reader goes on
             turn, entries = await _next_turn(runtime, shard, entries)
             key = turn[0].entry_id
             try:
@@ -372,6 +375,8 @@ async def _read_shard(runtime: Runtime, shard: int) -> None:
                     break  # read again: the same entries come back first, order kept
             attempts.pop(key, None)
             await inbox.ack(turn)
+    with contextlib.suppress(StoreError):
+        await inbox.hand_over(shard)  # between turns: the shard's next reader cannot overtake this one
 
 
 async def _next_turn(runtime: Runtime, shard: int, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
