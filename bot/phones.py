@@ -47,3 +47,13 @@ def vouches_for(sender: str | None, order_phone: str, market: str) -> bool:
         return False
     mine = sender_e164(sender)
     return mine is not None and mine == e164(order_phone, market)
+
+
+def country_of(number: str) -> str:
+    """The main country of a number's country code ("+81 90..." -> "JP", "+1..." -> "US"); "" if none."""
+    vouched = sender_e164(number)
+    if vouched is None:
+        return ""
+    code = phonenumbers.parse(vouched).country_code
+    region = phonenumbers.region_code_for_country_code(code) if code else phonenumbers.UNKNOWN_REGION
+    return "" if region == phonenumbers.UNKNOWN_REGION else region

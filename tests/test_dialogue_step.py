@@ -78,3 +78,15 @@ def test_photos_are_counted_only_when_the_flow_asks_for_them(dialogue):
     outcome = dialogue.step(state, message(""), Facts(now=NOW, order=order(), photos=(photo,)))
     assert [r.key for r in outcome.replies] == ["photo_received"]
     assert outcome.state.slots.photos == 1 and outcome.state.photo_refs == ["a.jpg"]
+
+
+def test_the_sla_market_comes_from_a_vouched_phone_when_no_order_is_verified(dialogue):
+    """A UK WhatsApp customer (Europe: 30 minutes) is not given the 60 minutes of elsewhere."""
+    from tests.factories import NOW
+
+    inbound = message("let me talk to a real person", conversation="whatsapp:447700900123")
+    inbound = type(inbound)(**{**{f: getattr(inbound, f) for f in inbound.__slots__}, "channel": "whatsapp",
+                               "verified_phone": "+447700900123"})  # fmt: skip
+    outcome = dialogue.step(None, inbound, Facts(now=NOW, ticket_id="AS-2611-TEST3"))
+    queued = next(r for r in outcome.replies if r.key == "handoff_queued")
+    assert queued.values["wait"].minutes == 30

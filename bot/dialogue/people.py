@@ -3,13 +3,12 @@ assigned, and the agents' moves (claim, reply, macro, hand back, resolve)."""
 
 from __future__ import annotations
 
-import re
-
 from bot.contracts import CSAT_BUTTONS, AgentMove, HandoffState, Priority, Reason, TicketStatus
 from bot.dialogue import flow
 from bot.dialogue.outcome import AgentAction, Enqueue, RaisePriority, RelayToAgent
 from bot.dialogue.tickets import open_ticket, update_ticket
 from bot.dialogue.turn import Turn, clean_text
+from bot.phones import country_of
 from bot.state import Conversation, Handoff, Takeover
 from bot.values import Minutes, Moment, OpeningHours, Value, order_values
 
@@ -150,25 +149,11 @@ def _market(turn: Turn) -> str:
     if order and order.market:
         return order.market
     if turn.state.verified_phone:
-        return country_of_phone(turn.state.verified_phone)
+        return country_of(turn.state.verified_phone)
     return _LANGUAGE_MARKET.get(turn.language, "")
-
-
-def country_of_phone(phone: str) -> str:
-    digits = re.sub(r"\D", "", phone)
-    for length in (3, 2, 1):
-        if digits[:length] in _PHONE_PREFIX:
-            return _PHONE_PREFIX[digits[:length]]
-    return ""
 
 
 _LANGUAGE_MARKET = {
     "en": "GB", "es": "ES", "pt": "BR", "fr": "FR", "de": "DE", "it": "IT",
     "ru": "RU", "zh": "CN", "ja": "JP", "ko": "KR", "th": "TH", "ar": "SA",
-}  # fmt: skip
-_PHONE_PREFIX = {
-    "1": "US", "7": "RU", "33": "FR", "34": "ES", "39": "IT", "44": "GB", "49": "DE", "52": "MX",
-    "55": "BR", "66": "TH", "81": "JP", "82": "KR", "86": "CN", "351": "PT", "966": "SA", "971": "AE",
-    "31": "NL", "32": "BE", "41": "CH", "43": "AT", "48": "PL", "54": "AR", "56": "CL", "57": "CO",
-    "61": "AU", "65": "SG", "852": "HK", "886": "TW", "91": "IN", "20": "EG",
 }  # fmt: skip

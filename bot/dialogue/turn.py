@@ -51,9 +51,7 @@ class Turn:
     @property
     def step(self) -> Step | None:
         """The flow step the conversation is at, if a flow runs."""
-        flow = self.d.flows.get(self.state.flow or "")
-        index = self.state.step
-        return flow[index] if flow and index < len(flow) else None
+        return self.d.current_step(self.state)
 
     @property
     def waiting_step(self) -> Step | None:
