@@ -65,7 +65,7 @@ def main(argv: list[str]) -> None:
     rows = load(paths)
     DetectorFactory.seed = 0
     detector = load_brain(Settings.from_env()).dialogue.detector
-    ours, our_micros = measure(rows, lambda text: detector.decide(text, None, None, "en")[0])
+    ours, our_micros = measure(rows, lambda text: detector.decide(text, None, None, "en").language)
     theirs, their_micros = measure(rows, plain_langdetect)
     mine = report("aftersales detector", rows, ours, our_micros)
     plain = report("plain langdetect", rows, theirs, their_micros)

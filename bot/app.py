@@ -10,6 +10,7 @@ from bot.catalog import Catalog
 from bot.config import Settings
 from bot.dialogue import Dialogue
 from bot.evidence import EvidenceStore
+from bot.formatting import language_names
 from bot.intents import IntentRecognizer
 from bot.language import LanguageDetector, catalog_lexicon
 from bot.mailer import mailer_from
@@ -57,6 +58,7 @@ def load_brain(settings: Settings, configuration: Configuration | None = None) -
         rules=rules,
         max_input_chars=settings.max_input_chars,
         default_locale=settings.default_locale,
+        language_names=language_names(sorted(catalog.codes, key=lambda code: code != settings.default_locale)),
     )
     # The models and catalogs live as long as the process: keep them out of the garbage
     # collector's full scans, which otherwise cost milliseconds of pause in the middle of turns.

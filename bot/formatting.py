@@ -10,6 +10,7 @@ from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_date, format_datetime, format_time, format_timedelta, get_day_names
 from babel.numbers import format_currency
 
@@ -48,3 +49,9 @@ def format_service_hours(weekdays: tuple[int, ...], opens: time, closes: time, z
     span = f"{names[weekdays[0]]}–{names[weekdays[-1]]}" if len(weekdays) > 1 else names[weekdays[0]]
     hours = f"{format_time(opens, format='short', locale=locale)}–{format_time(closes, format='short', locale=locale)}"
     return f"{span} {hours} ({zone.key})"
+
+
+def language_names(codes: list[str] | tuple[str, ...]) -> str:
+    """Each language in its own words ("English, Deutsch, Español, 日本語"): what the bot speaks."""
+    names = (Locale.parse(code).get_language_name(code) or code for code in codes)
+    return ", ".join(name[:1].upper() + name[1:] for name in names)

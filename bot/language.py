@@ -14,6 +14,7 @@ langdetect is not used here: it is only the baseline that `bench.langid` compare
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import unicodedata
@@ -42,11 +43,32 @@ _NOISE = re.compile(r"\S+@\S+|https?://\S+|www\.\S+|#?\b[A-Za-z]{0,4}-?\d[\d-]{3
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 
 
+# Varieties the n-gram model names apart that the bot serves as one language.
+_SAME_LANGUAGE = {"arz": "ar", "ary": "ar", "yue": "zh", "wuu": "zh"}
+# A message in a language the bot does not speak must say so clearly: enough words, and the
+# world-wide n-gram model sure of one unsupported language. Chosen on bench/data/langid*.
+_FOREIGN_WORDS = 3
+_FOREIGN_PROBABILITY = 0.93  # supported 3-word messages reach 0.9 at most (bench/data/langid)
+# Cyrillic letters Russian does not use: without one, Cyrillic text is taken as Russian (short
+# Russian messages often look Bulgarian or Serbian to the n-gram model).
+_NOT_RUSSIAN = re.compile("[іїєґўјђљњћџѓќѕ]", re.IGNORECASE)
+# Persian and Urdu letters that Arabic does not use.
+_NOT_ARABIC = re.compile("[پچژگکیےٹڈڑںھ]")
+
+
 @dataclass(frozen=True, slots=True)
 class Detection:
-    language: str | None  # None: nothing to go on (a number, "ok", an emoji)
+    language: str | None  # None: nothing to go on (a number, "ok", an emoji), or not supported
     confidence: float  # 0..1
     clear: bool  # strong enough to switch an ongoing conversation
+    foreign: str | None = None  # a language the bot does not speak, when the message is clearly in it
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    language: str  # the conversation's language after the message
+    switched: bool  # a clear sentence moved an ongoing conversation to another supported language
+    unsupported: bool = False  # a new conversation opened in a language the bot does not speak
 
 
 def script_of(char: str) -> str | None:
@@ -68,7 +90,7 @@ def script_of(char: str) -> str | None:
         return "cyrillic"
     if 0x1E00 <= code <= 0x1EFF:
         return "latin"
-    return None
+    return "other" if char.isalpha() else None  # Hebrew, Greek, Devanagari...
 
 
 _SCRIPT_LANGUAGE = {"hangul": "ko", "kana": "ja", "thai": "th", "arabic": "ar", "cyrillic": "ru"}
@@ -93,7 +115,9 @@ class LanguageDetector:
             share = 1.0 / len(langs)
             for code in langs:
                 langs[code] = share
-        self._ngram = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        # One model file (0.6 s to load), two views: all 97 languages, and the supported Latin ones.
+        self._world = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        self._ngram = copy.copy(self._world)
         if self.latin:
             self._ngram.set_languages(list(self.latin))
 
@@ -114,9 +138,35 @@ class LanguageDetector:
             script = "kana"
         if script == "han":
             return self._known("zh", letters, per_letter=0.5)
+        if script == "other":
+            return Detection(None, 1.0, False, foreign=self._world_language(cleaned)[0])
+        telltale = {"arabic": _NOT_ARABIC, "cyrillic": _NOT_RUSSIAN}.get(script)
+        if telltale and telltale.search(cleaned) and (foreign := self._foreign(cleaned)):
+            return foreign  # Persian, Urdu, Ukrainian, Serbian...
         if script in _SCRIPT_LANGUAGE:
             return self._known(_SCRIPT_LANGUAGE[script], letters, per_letter=0.5)
         return self._latin(cleaned, current)
+
+    def _world_language(self, text: str) -> tuple[str, float]:
+        """The likeliest language the bot does not speak, and how likely any of those is: the
+        mass is summed because near neighbours (Indonesian and Malay, Dutch and Afrikaans)
+        split it between them."""
+        best, foreign = "", 0.0
+        for code, probability in self._world.rank(text.lower()):
+            code = _SAME_LANGUAGE.get(code, code)
+            if code not in self.supported:
+                best = best or code
+                foreign += probability
+        return best, foreign
+
+    def _foreign(self, text: str) -> Detection | None:
+        """A detection of an unsupported language, when the message is long and clear enough."""
+        if len(_WORD.findall(text)) < _FOREIGN_WORDS:
+            return None
+        code, probability = self._world_language(text)
+        if probability < _FOREIGN_PROBABILITY:
+            return None
+        return Detection(None, probability, False, foreign=code)
 
     def _known(self, code: str, letters: int, per_letter: float) -> Detection:
         if code not in self.supported:
@@ -145,6 +195,10 @@ class LanguageDetector:
         lead = sorted(scores.values(), reverse=True)
         if current in scores and lexical_hits and scores[current] == lead[0]:
             return Detection(current, 0.9, False)  # its own words say it is still the current language
+        # Our languages' own words in half the message or more: it is one of them, with a typo or two.
+        known = sum(1 for word in words if word in self._word_weight)
+        if 2 * known < len(words) and (foreign := self._foreign(text)):
+            return foreign
         # Many typical words of one language settle it; the n-gram model is for the rest.
         if len(lead) < 2 or lead[0] - lead[1] < _SETTLED_BY_WORDS:
             for code, probability in self._ngram.rank(lowered):
@@ -158,8 +212,9 @@ class LanguageDetector:
         clear = (len(words) >= 3 and margin >= 1.5) or (len(words) >= 2 and lexical_hits >= 2 and margin >= 2.0)
         return Detection(best, confidence, clear)
 
-    def decide(self, text: str, current: str | None, hint: str | None, default: str) -> tuple[str, bool]:
-        """The conversation's language after `text`, and whether it switched from `current`."""
+    def decide(self, text: str, current: str | None, hint: str | None, default: str) -> Decision:
+        """The conversation's language after `text`: whether it switched from `current`, and
+        whether a new conversation opened in a language the bot does not speak."""
         hint = _base(hint)
         hint = hint if hint in self.supported else None
         found = self.detect(text, current)
@@ -167,13 +222,14 @@ class LanguageDetector:
             found = Detection("ja", found.confidence, found.clear)  # kanji-only Japanese
         if current is None:
             if found.language is None:
-                return hint or default, False
+                # A supported hint wins over a foreign-looking message: the customer chose it.
+                return Decision(hint or default, False, unsupported=bool(found.foreign and not hint))
             if hint and found.language != hint and not found.clear and found.confidence < 0.9:
-                return hint, False  # a short, unsure guess loses to what the platform tells us
-            return found.language, False
+                return Decision(hint, False)  # a short, unsure guess loses to what the platform tells us
+            return Decision(found.language, False)
         if found.language and found.language != current and found.clear:
-            return found.language, True
-        return current, False
+            return Decision(found.language, True)
+        return Decision(current, False)
 
 
 def catalog_lexicon(

@@ -171,7 +171,7 @@ def _classify(settings: Settings, configuration: Configuration) -> int:
         except (json.JSONDecodeError, KeyError, TypeError):
             print(json.dumps({"line": n, "error": "expected a JSON object with a 'text' field"}), flush=True)
             continue
-        language, _ = dialogue.detector.decide(text, None, item.get("locale_hint"), dialogue.default_locale)
+        language = dialogue.detector.decide(text, None, item.get("locale_hint"), dialogue.default_locale).language
         understanding = dialogue.recognizer.understand(text, language)
         result = {
             "text": text,

@@ -34,6 +34,7 @@ class Dialogue:
         rules: EscalationRules,
         max_input_chars: int = 2000,
         default_locale: str = "en",
+        language_names: str = "",
     ) -> None:
         self.flows = flows
         self.detector = detector
@@ -43,6 +44,7 @@ class Dialogue:
         self.rules = rules
         self.max_input_chars = max_input_chars
         self.default_locale = default_locale
+        self.language_names = language_names or ", ".join(detector.supported)  # "English, Deutsch, ..."
 
     def step(self, state: Conversation | None, inbound: Inbound, facts: Facts) -> Outcome:
         """A customer's message: the new state, the replies and the effects to carry out."""

@@ -76,10 +76,12 @@ def _settle_language(turn: Turn, keep_current: bool = False) -> None:
     if keep_current and current:
         return
     detector = turn.d.detector
-    language, switched = detector.decide(turn.text[:300], current, turn.inbound.locale_hint, turn.d.default_locale)
-    turn.state.language = language
-    if switched:
+    decision = detector.decide(turn.text[:300], current, turn.inbound.locale_hint, turn.d.default_locale)
+    turn.state.language = decision.language
+    if decision.switched:
         turn.say("language_switched")
+    elif decision.unsupported:
+        turn.say("language_unsupported", languages=turn.d.language_names)
 
 
 def _take_order_number(turn: Turn) -> None:

@@ -23,6 +23,7 @@ _NONE: frozenset[str] = frozenset()
 CODE_KEYS: dict[str, frozenset[str]] = {
     "input_rejected": frozenset({"max_chars"}),
     "language_switched": _NONE,
+    "language_unsupported": frozenset({"languages"}),
     "button_expired": _NONE,
     "how_can_i_help": _NONE,
     "photo_not_expected": _NONE,
