@@ -283,6 +283,7 @@ class KeywordsModel(Model):
     abuse: list[Phrase] = []
     dispute: list[Phrase] = []
     done: list[Phrase] = []
+    agree: list[Phrase] = []  # agreeing to what the bot put forward ("yes", "ok, that one")
     function_words: list[Phrase] = []  # words typical of the language, for language detection
     resolution: dict[ResolutionName, list[Phrase]] = {}  # a resolution named in words
 

@@ -97,6 +97,9 @@ class Conversation(_Model):
     dispute: Reason | None = None  # a push-back now goes to a person with this reason
     csat_for: str | None = None  # the ticket whose score is asked for
     ticket: Ticket | None = None
+    # A remedy named with the problem ("arrived cracked, can I get my money back?"): offered first at
+    # the resolution step, still to be confirmed there.
+    wanted: Resolution | None = None
     photo_refs: list[str] = Field(default_factory=list)
     early_photos: list[str] = Field(default_factory=list)  # sent before any flow asked for them
     told_waiting: bool = False

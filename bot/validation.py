@@ -503,12 +503,12 @@ def _locale(report: Report, language: _Language) -> tuple[Locale, dict[tuple[str
                 entries[key] = text
                 origin[table, key] = source
     intents: dict[str, list[str]] = {}
-    keywords: dict[str, Any] = {list_name: [] for list_name in (*SIGNALS, "function_words")}
+    keywords: dict[str, Any] = {list_name: [] for list_name in (*SIGNALS, "agree", "function_words")}
     keywords["resolution"] = {choice: [] for choice in RESOLUTIONS}
     for _, model in recognition:
         for intent, examples in model.intents.items():
             intents.setdefault(str(intent), []).extend(examples)
-        for list_name in (*SIGNALS, "function_words"):
+        for list_name in (*SIGNALS, "agree", "function_words"):
             keywords[list_name].extend(getattr(model.keywords, list_name))
         for choice, words in model.keywords.resolution.items():
             keywords["resolution"][str(choice)].extend(words)

@@ -275,7 +275,7 @@ def test_the_schemas_name_what_the_contracts_and_the_catalog_name():
 
     assert set(Windows.model_fields) == set(Window)
     assert set(TextsModel.model_fields) == {"language", "name", "messages", *FRAGMENT_TABLES}
-    assert set(KeywordsModel.model_fields) == {*SIGNALS, "function_words", "resolution"}
+    assert set(KeywordsModel.model_fields) == {*SIGNALS, "agree", "function_words", "resolution"}
 
 
 def test_a_placeholder_no_step_fills_is_named_with_its_file(tmp_path):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from bot.contracts import HandoffState, TicketStatus
+from bot.contracts import RESOLUTIONS, HandoffState, Resolution, TicketStatus
 from bot.dialogue.turn import Turn
 
 
-def start(turn: Turn, intent: str) -> None:
+def start(turn: Turn, intent: str, wanted: str | None = None) -> None:
+    """Start the flow of `intent`; `wanted` is a remedy the request named, kept for the resolution step."""
     state = turn.state
     if intent != state.flow:
         state.slots.photos = 0
         state.slots.resolution = None
+        state.wanted = None
+    if wanted in RESOLUTIONS:
+        state.wanted = Resolution(wanted)
         if state.ticket and state.ticket.status == TicketStatus.RESOLVED:
             state.ticket = None  # a new request after a closed case gets a case of its own
     state.flow = state.flow_intent = intent

@@ -147,7 +147,7 @@ def _text(turn: Turn, understanding: Understanding | None) -> None:
         state.fallbacks = 0
         if not (waiting and waiting.takes_photos):
             turn.keep_photos_for_later()
-        flow.start(turn, intent)
+        flow.start(turn, intent, understanding.choice if understanding else None)
         return
     if waiting:
         if intent == Intent.OTHER:
