@@ -105,20 +105,21 @@ class KeywordRules:
         return set(self.extents(normalised_text))
 
     def extents(self, normalised_text: str) -> dict[str, float]:
-        """Each signal found, with the largest share of the message one of its phrases covers
-        (in words, or in letters for scripts without spaces)."""
-        found: dict[str, float] = {}
+        """Each signal found, with the share of the message its phrases cover together (of the
+        words, or of the letters in scripts written without spaces)."""
+        covered: dict[str, set[int]] = {}
         words = [_word_key(w) for w in _WORDS.findall(normalised_text)]
         for size in range(1, min(self._longest, len(words)) + 1):
             for start in range(len(words) - size + 1):
                 for name in self._words.get(tuple(words[start : start + size]), ()):
-                    found[name] = max(found.get(name, 0.0), size / len(words))
+                    covered.setdefault(name, set()).update(range(start, start + size))
+        found = {name: len(positions) / len(words) for name, positions in covered.items()}
         if self._unspaced and _no_space_script(normalised_text):
             letters = sum(1 for char in normalised_text if char.isalnum()) or 1
             for name, pattern in self._unspaced.items():
-                longest = max((len(m.group()) for m in pattern.finditer(normalised_text)), default=0)
-                if longest:
-                    found[name] = max(found.get(name, 0.0), min(1.0, longest / letters))
+                matched = sum(len(m.group()) for m in pattern.finditer(normalised_text))
+                if matched:
+                    found[name] = max(found.get(name, 0.0), min(1.0, matched / letters))
         return found
 
 
@@ -206,6 +207,12 @@ class IntentClassifier:
 
 
 _DONE_SHARE = 0.5
+# A message that names a problem and a remedy is the problem's (DESIGN "Intents"); the remedy is
+# kept as `choice`. Clauses end at punctuation or a line break, in any script.
+_REMEDY_INTENTS = frozenset({Intent.RETURN_ITEM, Intent.EXCHANGE_ITEM})
+_PROBLEM_INTENTS = frozenset({Intent.DAMAGED_ITEM, Intent.WRONG_ITEM})
+_CLAUSE = re.compile(r"[,.;!?\n،؛؟，。；！？、]+")
+_SURE_PROBLEM = 0.8
 _REMEDY_INTENT = {
     Resolution.REFUND: Intent.RETURN_ITEM,
     Resolution.PARTIAL_REFUND: Intent.RETURN_ITEM,
@@ -245,16 +252,29 @@ class IntentRecognizer:
         if not any(c.isalpha() for c in plain):
             return Understanding(None, 0.0)
         extents = self.rules.extents(plain)
-        # "Done" must be most of the message: Arabic «تم» also starts "تم كسر الغطاء" (the lid got broken).
-        signals = frozenset(name for name, share in extents.items() if name != Signal.DONE or share >= _DONE_SHARE)
+        # "Done" must be more than half the message: Arabic «تم» also starts "تم الكسر" (it got broken).
+        signals = frozenset(name for name, share in extents.items() if name != Signal.DONE or share > _DONE_SHARE)
         choice = self.choice(plain, language)
         intent, confidence = self.classifier.predict(plain)
         if "human" in signals:
             intent, confidence = "talk_to_human", 1.0
+        elif intent in _REMEDY_INTENTS and (problem := self._problem_in_a_clause(plain)):
+            intent, confidence = problem  # "arrived cracked, I want my money back" is about the crack
         elif confidence < self.classifier.threshold:
             # A bare remedy ("cambio", "refund?") says what the customer wants even when the model is unsure.
             intent = _REMEDY_INTENT.get(choice or "", "other")
         return Understanding(intent, confidence, signals, choice, self._agrees(plain, language))
+
+    def _problem_in_a_clause(self, normalised_text: str) -> tuple[str, float] | None:
+        """A damaged or wrong item named in one clause of a message asking for a remedy."""
+        clauses = [c for c in _CLAUSE.split(normalised_text) if len(c.strip()) > 1]
+        if len(clauses) < 2:
+            return None
+        for clause in clauses:
+            intent, confidence = self.classifier.predict(clause.strip())
+            if intent in _PROBLEM_INTENTS and confidence >= _SURE_PROBLEM:
+                return intent, confidence
+        return None
 
     def _agrees(self, normalised_text: str, language: str) -> bool:
         """A yes that is most of the message ("yes please", "はい"), in the customer's language or English."""
