@@ -3,7 +3,9 @@
     python -m bench.langid [FILES...]   (default: bench/data/langid/*.jsonl)
 
 Prints accuracy overall, per language and by word count, and microseconds per message, for
-both, measured in the same run without locale hints.
+both, measured in the same run without locale hints. Then messages in languages the bot does
+not speak (bench/data/langid_unsupported/, Tatoeba sentences: see its SOURCES.md): how many are
+answered in English, the default, with the line listing the languages the bot speaks.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +21,10 @@ from langdetect import DetectorFactory, LangDetectException, detect
 
 from bot.app import load_brain
 from bot.config import Settings
+from bot.language import LanguageDetector
 
 DATA = Path(__file__).parent / "data" / "langid"
+UNSUPPORTED = Path(__file__).parent / "data" / "langid_unsupported"
 BUCKETS = ((1, 3, "1-3 words"), (4, 8, "4-8 words"), (9, 10_000, "9+ words"))
 
 
@@ -60,6 +64,24 @@ def report(name: str, rows: list[dict[str, str]], guesses: list[str], micros: fl
     return accuracy
 
 
+def unsupported(detector: LanguageDetector, rows: list[dict[str, str]]) -> None:
+    """Messages in languages the bot does not speak: answered in English, and told so?"""
+    if not rows:
+        return
+    decisions = [detector.decide(r["text"], None, None, "en") for r in rows]
+    told = [d.language == "en" and d.unsupported for d in decisions]
+    long = [n for n, r in enumerate(rows) if len(r["text"].split()) >= 4]
+    share = sum(told) / len(rows)
+    print(f"\nunsupported languages: {share:.1%} of {len(rows)} messages answered in English with the list")
+    print(f"  4+ words: {sum(told[n] for n in long) / max(len(long), 1):.1%} of {len(long)}")
+    per_language: dict[str, list[bool]] = defaultdict(list)
+    for row, ok in zip(rows, told, strict=True):
+        per_language[row["language"]].append(ok)
+    print("  by language: " + ", ".join(f"{c} {sum(v) / len(v):.1%}" for c, v in sorted(per_language.items())))
+    others = Counter(d.language for d, ok in zip(decisions, told, strict=True) if not ok)
+    print("  the rest answered in: " + (", ".join(f"{c} {n}" for c, n in others.most_common()) or "none"))
+
+
 def main(argv: list[str]) -> None:
     paths = [Path(p) for p in argv] or sorted(DATA.glob("*.jsonl"))
     rows = load(paths)
@@ -70,6 +92,7 @@ def main(argv: list[str]) -> None:
     mine = report("aftersales detector", rows, ours, our_micros)
     plain = report("plain langdetect", rows, theirs, their_micros)
     print(f"\nspeed: {their_micros / our_micros:.1f}x faster than plain langdetect; accuracy {mine:.2%} vs {plain:.2%}")
+    unsupported(detector, load(sorted(UNSUPPORTED.glob("*.jsonl"))))
     wrong = [(r["language"], g, r["text"]) for r, g in zip(rows, ours, strict=True) if g != r["language"]]
     if wrong and "-v" in sys.argv:
         for truth, guessed, text in wrong:
