@@ -240,6 +240,7 @@ _PROBLEM_INTENTS = frozenset({Intent.DAMAGED_ITEM, Intent.WRONG_ITEM})
 _CLAUSE = re.compile(r"[,.;!?\n،؛؟，。；！？、]+")
 _SURE_PROBLEM = 0.8
 _LONGEST_YES = 60
+SURE_REMEDY = 0.9
 _REMEDY_INTENT = {
     Resolution.REFUND: Intent.RETURN_ITEM,
     Resolution.PARTIAL_REFUND: Intent.RETURN_ITEM,
@@ -281,10 +282,14 @@ class IntentRecognizer:
         extents = self.rules.extents(plain)
         # "Done" must be more than half the message: Arabic «تم» also starts "تم الكسر" (it got broken).
         signals = frozenset(name for name, share in extents.items() if name != Signal.DONE or share > _DONE_SHARE)
-        choice = self.choice(plain, language)
+        choice, bare = self._choice(plain, language)
         intent, confidence = self.classifier.predict(plain)
         if "human" in signals:
             intent, confidence = "talk_to_human", 1.0
+        elif bare and choice:
+            # Nothing but a remedy ("refund?", "reembolso", "cambio") asks for it: the status of a
+            # refund already agreed comes with more words ("refund status", "where is my refund").
+            intent, confidence = _REMEDY_INTENT[Resolution(choice)], max(confidence, SURE_REMEDY)
         elif intent in _REMEDY_INTENTS and (problem := self._problem_in_a_clause(plain)):
             intent, confidence = problem  # "arrived cracked, I want my money back" is about the crack
         elif confidence < self.classifier.threshold:
@@ -314,11 +319,17 @@ class IntentRecognizer:
 
     def choice(self, normalised_text: str, language: str) -> str | None:
         """A resolution the customer names in words ("a refund please"), in their language or English."""
+        return self._choice(normalised_text, language)[0]
+
+    def _choice(self, normalised_text: str, language: str) -> tuple[str | None, bool]:
+        """The resolution named, and whether it is the whole message."""
         for code in (language, "en"):
             rules = self._choices.get(code)
-            found = rules.matches(normalised_text) if rules else set()
-            if len(found) == 1:
-                return found.pop()
-            if found:  # "partial refund" also contains "refund": the longer phrase wins
-                return "partial_refund" if "partial_refund" in found else sorted(found)[0]
-        return None
+            found = rules.extents(normalised_text) if rules else {}
+            if not found:
+                continue
+            choice = min(found)
+            if "partial_refund" in found:
+                choice = "partial_refund"  # "partial refund" also contains "refund": the longer phrase wins
+            return choice, found[choice] >= 1.0
+        return None, False
