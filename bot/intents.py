@@ -49,7 +49,10 @@ _MODEL: dict[str, Any] = {"C": 1.0}
 _SHARPNESS = 4.0  # SVM margins to a softmax "confidence"; calibrated on the bench's held-out messages
 # Emails, order numbers and phone numbers carry no intent. `(?<!\S)` lets an email match start only
 # where a word starts: without it, a long word with no "@" is rescanned from every letter (quadratic).
-_ORDERISH = re.compile(r"(?<!\S)\S*@\S*|#?\b[A-Za-z]{0,4}-?\d[\d-]{3,}\b|\+?\d[\d\s()-]{6,}\d", re.IGNORECASE)
+# Letters and digits around the number are Latin ones: "注文番号はSO-10555です" has no word boundary.
+_ORDERISH = re.compile(
+    r"(?<!\S)\S*@\S*|#?(?<![A-Za-z0-9])[A-Za-z]{0,4}-?\d[\d-]{3,}(?![A-Za-z0-9])|\+?\d[\d\s()-]{6,}\d", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, slots=True)
