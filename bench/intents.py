@@ -27,6 +27,7 @@ from bot.intents import INTENTS, IntentClassifier, IntentRecognizer, normalise
 
 DATA = Path(__file__).parent / "data"
 THRESHOLDS = (0.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
+PLATEAU = 0.005
 
 
 def f1_scores(truth: list[str], predicted: list[str]) -> dict[str, float]:
@@ -73,9 +74,8 @@ def calibration(correct: list[bool], confidence: list[float], bins: int = 10) ->
         accuracy = sum(ok for ok, _ in items) / len(items)
         mean = sum(conf for _, conf in items) / len(items)
         error += len(items) / len(correct) * abs(accuracy - mean)
-        lines.append(
-            f"{index / bins:.1f}-{(index + 1) / bins:.1f}: {len(items):4d} msgs, confidence {mean:.2f}, right {accuracy:.2f}"
-        )
+        span = f"{index / bins:.1f}-{(index + 1) / bins:.1f}"
+        lines.append(f"{span}: {len(items):4d} msgs, confidence {mean:.2f}, right {accuracy:.2f}")
     return error, lines
 
 
@@ -119,7 +119,11 @@ def report(title: str, rows: list[dict[str, str]], recognizer: IntentRecognizer)
         sweep[threshold] = macro(truth, [intent for intent, _ in predict(recognizer, rows)])
     recognizer.classifier.threshold = chosen
     print("  macro-F1 by threshold: " + ", ".join(f"{t:.2f}: {f:.3f}" for t, f in sweep.items()))
-    print(f"  (threshold in use: {chosen:.2f})")
+    # Where the set cannot tell thresholds apart, the higher one: a message nobody understood
+    # is better answered with the fallback (a person after three) than with a wrong flow.
+    best = max(sweep.values())
+    plateau = max(t for t, f in sweep.items() if f >= best - PLATEAU)
+    print(f"  threshold in use: {chosen:.2f}; best on this set: {plateau:.2f} (highest within {PLATEAU} of the best)")
     return sweep
 
 
