@@ -298,7 +298,7 @@ class IntentRecognizer:
             intent, confidence = problem  # "arrived cracked, I want my money back" is about the crack
         elif confidence < self.classifier.threshold:
             # A bare remedy ("cambio", "refund?") says what the customer wants even when the model is unsure.
-            intent = _REMEDY_INTENT.get(choice or "", "other")
+            intent = _REMEDY_INTENT[Resolution(choice)] if choice else Intent.OTHER
         return Understanding(intent, confidence, signals, choice, self._agrees(plain, language))
 
     def _problem_in_a_clause(self, normalised_text: str) -> tuple[str, float] | None:
