@@ -9,6 +9,7 @@ from pathlib import Path
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.dialogue import Dialogue
+from bot.encoder import Encoder
 from bot.evidence import EvidenceStore
 from bot.formatting import language_names
 from bot.intents import IntentRecognizer
@@ -52,7 +53,7 @@ def load_brain(settings: Settings, configuration: Configuration | None = None) -
     dialogue = Dialogue(
         flows=flows,
         detector=LanguageDetector(catalog.codes, lexicon),
-        recognizer=IntentRecognizer(catalog, settings.cache_dir),
+        recognizer=IntentRecognizer(catalog, settings.cache_dir, Encoder() if settings.encoder else None),
         numbers=OrderNumbers(policy.order_number_patterns or DEFAULT_PATTERNS),
         policy=policy,
         rules=rules,

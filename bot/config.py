@@ -65,6 +65,7 @@ class Settings:
     supervisors: tuple[str, ...] = ()  # agents who may take over a conversation someone else claimed
     smtp_url: str | None = field(default=None, repr=False)  # mails unlock codes; holds a password
     mail_from: str | None = None  # the From of those mails, e.g. "Shop <service@shop.example>"
+    encoder: bool = True  # sentence embeddings beside the n-grams for intents (~15 ms a message)
     # What from_env could not read (a word where a number belongs); reported with the rest of the
     # configuration's problems by bot.validation, not raised here.
     problems: tuple[Problem, ...] = field(default=(), compare=False, repr=False)
@@ -106,6 +107,17 @@ class Settings:
                 return default
             return value
 
+        def switch(name: str, default: bool) -> bool:
+            raw = get(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("on", "true", "1", "yes"):
+                return True
+            if raw.lower() in ("off", "false", "0", "no"):
+                return False
+            problems.append(Problem(ENVIRONMENT, None, f"{name} must be on or off, got {raw!r}"))
+            return default
+
         defaults = cls()
         return cls(
             redis_url=get("REDIS_URL"),
@@ -143,6 +155,7 @@ class Settings:
             supervisors=tuple(i.strip() for i in (get("AFTERSALES_SUPERVISORS") or "").split(",") if i.strip()),
             smtp_url=get("SMTP_URL"),
             mail_from=get("AFTERSALES_MAIL_FROM"),
+            encoder=switch("AFTERSALES_ENCODER", defaults.encoder),
             problems=tuple(problems + _mail_problems(get("SMTP_URL"), get("AFTERSALES_MAIL_FROM"))),
         )
 

@@ -7,6 +7,7 @@ Agents' moves (`agent`) and time-driven work (`tick`) go through the same lock.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from bot.dialogue import (
 )
 from bot.dialogue.outcome import ProofFacts, VerificationEffect
 from bot.dialogue.people import refusal
+from bot.dialogue.turn import clean_text
 from bot.evidence import EvidenceStore
 from bot.handoff import HumanQueue
 from bot.limits import admit
@@ -128,6 +130,12 @@ class DialogueManager:
 
     async def _turn(self, inbound: Inbound) -> tuple[TurnResult, list[tuple[str, dict[str, Any]]]]:
         now = inbound.received_at or self.clock()
+        meaning = None
+        if not self.dialogue.too_long(inbound):
+            # The embedding takes ~15 ms of CPU: in a worker thread, before the lock, so webhooks and
+            # other conversations' turns go on meanwhile.
+            text = clean_text(inbound.text)
+            meaning = await asyncio.to_thread(self.dialogue.recognizer.meaning, text) if text else None
         async with self.store.turn(inbound.conversation_id) as turn:
             state = _loaded(turn.state)
             if state is not None and inbound.message_id and inbound.message_id in state.seen:
@@ -143,6 +151,7 @@ class DialogueManager:
                 proof=await self._failures(state, number),
                 photos=photos,
                 ticket_id=await self.tickets.reserve_id(now, inbound.conversation_id),
+                meaning=meaning,
             )
             outcome = self.dialogue.step(state, inbound, facts)
             if not await self.lockouts.send_codes(outcome.effects, turn.writes, now):  # no mail: a person instead

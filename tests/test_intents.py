@@ -165,3 +165,70 @@ def test_done_words_end_photo_collection_only_as_most_of_the_message(brain, text
                           ("yes but the box was also wet", "en", False)])  # fmt: skip
 def test_a_short_yes_agrees(brain, text, language, agrees):
     assert brain.dialogue.recognizer.understand(text, language).agrees is agrees
+
+
+def test_with_an_embedding_the_two_models_probabilities_are_averaged():
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from bot.intents import _SHARPNESS, _WORD_MARK, IntentClassifier, normalise
+
+    examples = [("where is my parcel", "track_order"), ("it arrived broken", "damaged_item"), ("hello", "greet")] * 3
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(len(examples), 8)).astype(np.float32)
+    classifier = IntentClassifier.train(examples, vectors)
+    text, vector = normalise("parcel broken"), rng.normal(size=8).astype(np.float32)
+    # Each model's probabilities, computed apart: the n-grams' softmax and the regression's.
+    vocabulary = classifier._vocabulary
+    characters = [i for gram in classifier._analyze(text) if (i := vocabulary.get(gram)) is not None]
+    words = [i for gram in classifier._analyze_words(text) if (i := vocabulary.get(_WORD_MARK + gram)) is not None]
+    raw = classifier._bias + classifier._block(characters) + classifier._block(words)
+    linear = np.exp(_SHARPNESS * (raw - raw.max()))
+    linear = dict(zip(classifier.labels, linear / linear.sum(), strict=True))
+    regression = LogisticRegression(C=10.0, max_iter=3000).fit(vectors, [label for _, label in examples])
+    semantic = dict(zip(regression.classes_, regression.predict_proba([vector])[0], strict=True))
+    alone, alone_confidence = classifier.predict(text)  # without an embedding: the n-grams alone
+    assert alone == max(linear, key=linear.__getitem__) and abs(alone_confidence - linear[alone]) < 1e-6
+    intent, confidence = classifier.predict(text, vector)
+    mean = {label: (linear[label] + semantic[label]) / 2 for label in classifier.labels}
+    assert intent == max(mean, key=mean.__getitem__)
+    assert abs(confidence - mean[intent]) < 1e-4
+
+
+def test_the_encoder_can_be_switched_off_and_a_typo_is_a_problem():
+    from bot.config import Settings
+
+    assert Settings.from_env({"AFTERSALES_ENCODER": "off"}).encoder is False
+    assert Settings.from_env({}).encoder is True
+    settings = Settings.from_env({"AFTERSALES_ENCODER": "of"})
+    assert any("AFTERSALES_ENCODER" in str(p) for p in settings.problems)
+
+
+def test_example_vectors_come_from_the_shipped_file_and_new_ones_are_embedded_and_cached(tmp_path):
+    import numpy as np
+
+    from bot.encoder import SHIPPED, Encoder, VectorFile, digest, example_vectors
+
+    encoder = Encoder()
+    shipped = VectorFile.read(__import__("bot.config").config.shipped_folder("locales") / SHIPPED)
+    known = next(iter(shipped.vectors))  # any shipped example's digest
+    fresh = "a brand-new example a shop wrote about its kettles"
+    vectors = example_vectors([fresh], encoder, tmp_path)
+    assert vectors.shape == (1, 384)
+    assert abs(float(np.linalg.norm(vectors[0])) - 1.0) < 0.05  # unit length, within int8 rounding
+    assert digest(fresh) in VectorFile.read(tmp_path / SHIPPED).vectors  # kept for the next start
+    assert known not in VectorFile.read(tmp_path / SHIPPED).vectors  # shipped ones are not copied
+
+
+def test_the_shipped_vectors_cover_every_shipped_example():
+    """After editing examples, `python -m bot.encoder` embeds the new ones: otherwise every start
+    would embed them again (15 ms each)."""
+    from bot.config import shipped_folder
+    from bot.encoder import SHIPPED, VectorFile, digest
+    from bot.validation import load_catalog
+
+    catalog = load_catalog(shipped_folder("locales"))
+    texts = {t for locale in catalog.locales.values() for ts in locale.intents.values() for t in ts}
+    shipped = VectorFile.read(shipped_folder("locales") / SHIPPED).vectors
+    missing = sorted(t for t in texts if digest(t) not in shipped)
+    assert not missing, f"{len(missing)} examples without a shipped vector, e.g. {missing[:3]}"

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.contracts import AgentMove
 from bot.order import Order
 from bot.state import Conversation, Ticket
 from bot.values import Value
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,7 @@ class Facts:
     proof: ProofFacts = ProofFacts()
     photos: tuple[PhotoCheck, ...] = ()
     ticket_id: str = ""
+    meaning: np.ndarray | None = None  # the message's sentence embedding, when the recognizer uses one
 
     def without_mail(self) -> Facts:
         """The same facts, as if the bot could not send e-mail (after a mail failure)."""

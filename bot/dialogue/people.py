@@ -48,7 +48,7 @@ def relay(turn: Turn) -> None:
     """Queued or assigned: the customer talks to people; the bot only passes messages on."""
     state = turn.state
     turn.effects.append(RelayToAgent(state.id, transcript_text(turn)))
-    understanding = turn.d.recognizer.understand(turn.text, turn.language) if turn.text else None
+    understanding = turn.d.recognizer.understand(turn.text, turn.language, turn.facts.meaning) if turn.text else None
     turn.intent = understanding.intent if understanding else None
     room = max(0, RELAYED_PHOTO_LIMIT - len(state.photo_refs))
     photos = turn.keep_photos(turn.accepted_photos()[:room])

@@ -35,7 +35,7 @@ def handle(turn: Turn) -> None:
         return
     if state.csat_for and take_score(turn):
         return
-    understanding = turn.d.recognizer.understand(turn.text, turn.language) if turn.text else None
+    understanding = turn.d.recognizer.understand(turn.text, turn.language, turn.facts.meaning) if turn.text else None
     turn.intent = understanding.intent if understanding else None
     _take_order_number(turn)
     signals = understanding.signals if understanding else frozenset()
