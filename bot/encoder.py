@@ -74,12 +74,13 @@ class VectorFile:
             with np.load(path, allow_pickle=False) as saved:
                 if str(saved["model"]) != MODEL:
                     return cls()
-                return cls(dict(zip((bytes(d) for d in saved["digests"]), saved["vectors"], strict=True)))
+                return cls(dict(zip((row.tobytes() for row in saved["digests"]), saved["vectors"], strict=True)))
         except (OSError, KeyError, ValueError):
             return cls()  # absent or unreadable: embed again
 
     def write(self, path: Path) -> None:
-        digests = np.array(list(self.vectors), dtype="S20")
+        # Raw bytes, not numpy's "S20": that type drops a digest's trailing zero bytes.
+        digests = np.frombuffer(b"".join(self.vectors), dtype=np.uint8).reshape(-1, 20)
         vectors = np.array(list(self.vectors.values()), dtype=np.int8).reshape(-1, DIMENSIONS)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp.npz")

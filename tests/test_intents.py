@@ -232,3 +232,13 @@ def test_the_shipped_vectors_cover_every_shipped_example():
     shipped = VectorFile.read(shipped_folder("locales") / SHIPPED).vectors
     missing = sorted(t for t in texts if digest(t) not in shipped)
     assert not missing, f"{len(missing)} examples without a shipped vector, e.g. {missing[:3]}"
+
+
+def test_a_digest_ending_in_a_zero_byte_survives_the_file(tmp_path):
+    import numpy as np
+
+    from bot.encoder import VectorFile
+
+    vectors = VectorFile({b"\x07" * 19 + b"\x00": np.ones(384, dtype=np.int8), b"\x00" * 20: np.zeros(384, np.int8)})
+    vectors.write(tmp_path / "v.npz")
+    assert set(VectorFile.read(tmp_path / "v.npz").vectors) == {b"\x07" * 19 + b"\x00", b"\x00" * 20}
