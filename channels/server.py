@@ -132,14 +132,14 @@ def build(settings: Settings, channels: dict[str, Channel] | None = None, app: A
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    routes = [
+    routes = [  # the router tries them in order: the busiest first
+        Route("/webhooks/whatsapp", _Webhook(runtime, "whatsapp"), methods=["POST"]),
+        Route("/webhooks/telegram", _Webhook(runtime, "telegram"), methods=["POST"]),
+        Route("/slack/events", partial(_slack, runtime), methods=["POST"]),
+        Route("/webhooks/whatsapp", partial(_whatsapp_get, runtime), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", partial(_readyz, runtime), methods=["GET"]),
         Route("/metrics", partial(_metrics, runtime), methods=["GET"]),
-        Route("/webhooks/telegram", _Webhook(runtime, "telegram"), methods=["POST"]),
-        Route("/webhooks/whatsapp", partial(_whatsapp_get, runtime), methods=["GET"]),
-        Route("/webhooks/whatsapp", _Webhook(runtime, "whatsapp"), methods=["POST"]),
-        Route("/slack/events", partial(_slack, runtime), methods=["POST"]),
     ]
     starlette = Starlette(routes=routes, lifespan=lifespan)
     starlette.state.runtime = runtime
@@ -147,6 +147,9 @@ def build(settings: Settings, channels: dict[str, Channel] | None = None, app: A
 
 
 # -- the routes ------------------------------------------------------------------------------
+
+
+_WEBHOOK_HEADERS = frozenset({b"content-length", b"x-hub-signature-256", b"x-telegram-bot-api-secret-token"})
 
 
 class _Webhook:
@@ -158,7 +161,8 @@ class _Webhook:
         self.name = name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        # Only the headers a webhook is judged by are decoded (ASGI gives names in lower case).
+        headers = {key.decode(): value.decode("latin-1") for key, value in scope["headers"] if key in _WEBHOOK_HEADERS}
         body = await _body(headers, receive)
         status, text = (413, "too large") if body is None else await _accept(self.runtime, self.name, headers, body)
         content = text.encode()

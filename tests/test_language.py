@@ -106,7 +106,8 @@ from bot.config import Settings
 detector = load_brain(Settings.from_env()).dialogue.detector
 rows = [json.loads(line) for path in sorted(pathlib.Path("bench/data/langid").glob("*.jsonl"))
         for line in path.open(encoding="utf-8") if line.strip()]
-print(json.dumps([[detector.detect(r["text"]).language, list(dataclasses.astuple(detector.decide(r["text"], "en", None, "en")))] for r in rows]))
+decided = [dataclasses.astuple(detector.decide(r["text"], "en", None, "en")) for r in rows]
+print(json.dumps([[detector.detect(r["text"]).language, list(d)] for r, d in zip(rows, decided)]))
 """
 
 
