@@ -304,7 +304,9 @@ def test_a_server_killed_mid_stream_loses_nothing_and_repeats_only_what_was_unse
             report.update(lost=lost, duplicated=duplicated, disordered=len(disordered))
             print(f"\nfault test: {report}")
             assert (lost, disordered) == (0, [])
-            assert all(call.status == 200 for call in tg.calls("sendMessage"))
+            # Every send the fake received whole was accepted; one the SIGKILL cut off mid-body
+            # (the fake sees ClientDisconnect) has no status and was sent again after the restart.
+            assert all(call.status == 200 for call in tg.calls("sendMessage") if call.status)
             assert duplicated == report["unsettled_at_kill"] <= MAX_AT_RISK
 
     try:
