@@ -201,9 +201,12 @@ async def _body(headers: Mapping[str, str], receive: Receive) -> bytes | None:
     declared = headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         return None
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):  # one chunk: most webhooks
+        body: bytes = message.get("body", b"")
+        return body if len(body) <= MAX_BODY else None
     chunks, size = [], 0
     while True:
-        message = await receive()
         if message["type"] != "http.request":
             return None  # the client went away
         chunk = message.get("body", b"")
@@ -213,6 +216,7 @@ async def _body(headers: Mapping[str, str], receive: Receive) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+        message = await receive()
 
 
 async def _whatsapp_get(runtime: Runtime, request: Request) -> Response:

@@ -375,23 +375,26 @@ def split_notification(body: Mapping[str, Any], phone_number_id: str, received_a
 
     One event per `entry[].changes[].value.messages[]` of field `messages`, de-duplicated by wamid;
     its payload is `{"message": <the message>, "profile_name": <the contact's name, when given>}`."""
+    # The busiest code of the webhook route: plain loops and type checks, no intermediate lists.
     if body.get("object") != "whatsapp_business_account":
         return []
     events: list[ChannelEvent] = []
     seen: set[str] = set()
-    for entry in _dicts(body.get("entry")):
-        for change in _dicts(entry.get("changes")):
-            value = change.get("value")
-            if change.get("field") != "messages" or not isinstance(value, dict):
+    for entry in _list(body.get("entry")):
+        if not isinstance(entry, dict):
+            continue
+        for change in _list(entry.get("changes")):
+            if not isinstance(change, dict) or change.get("field") != "messages":
                 continue
-            metadata = _dict(value.get("metadata"))
-            if str(metadata.get("phone_number_id", "")) != phone_number_id:
+            value = change.get("value")
+            if not isinstance(value, dict):
+                continue
+            metadata = value.get("metadata")
+            if not isinstance(metadata, dict) or str(metadata.get("phone_number_id", "")) != phone_number_id:
                 continue  # another business number on the same app: not ours to answer
-            names = {
-                str(contact.get("wa_id")): _dict(contact.get("profile")).get("name")
-                for contact in _dicts(value.get("contacts"))
-            }
-            for message in _dicts(value.get("messages")):  # `statuses` are receipts of ours, never read
+            for message in _list(value.get("messages")):  # `statuses` are receipts of ours, never read
+                if not isinstance(message, dict):
+                    continue
                 sender, wamid = message.get("from"), message.get("id")
                 if not isinstance(sender, str) or not sender or not isinstance(wamid, str) or not wamid:
                     continue
@@ -399,8 +402,8 @@ def split_notification(body: Mapping[str, Any], phone_number_id: str, received_a
                     continue
                 seen.add(wamid)
                 payload: dict[str, Any] = {"message": message}  # the parsed body is ours: no copy needed
-                name = names.get(sender)
-                if isinstance(name, str) and name:
+                name = _profile_name(value.get("contacts"), sender)
+                if name:
                     payload["profile_name"] = name
                 events.append(
                     ChannelEvent(
@@ -724,5 +727,14 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _profile_name(contacts: Any, sender: str) -> str | None:
+    """The name WhatsApp gives for the sender, if any."""
+    for contact in _list(contacts):
+        if isinstance(contact, dict) and str(contact.get("wa_id")) == sender:
+            name = _dict(contact.get("profile")).get("name")
+            return name if isinstance(name, str) and name else None
+    return None

@@ -303,3 +303,25 @@ def test_with_the_store_down_a_webhook_gets_503_so_the_platform_retries(tmp_path
                 valkey.stop()
 
     run(body())
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([b'{"a":1}'], b'{"a":1}'),
+        ([b'{"a"', b":", b"1}"], b'{"a":1}'),  # a body in several chunks is read whole
+        ([b"x" * 1024] * 1025, None),  # past MAX_BODY while counting (nothing declared)
+        ([], None),  # the client went away before the body
+    ],
+)
+def test_a_webhook_body_is_read_whole_or_refused_past_the_limit(chunks, expected):
+    from channels.server import MAX_BODY, _body
+
+    assert MAX_BODY < 1025 * 1024
+    messages = [{"type": "http.request", "body": c, "more_body": n < len(chunks) - 1} for n, c in enumerate(chunks)]
+    messages.append({"type": "http.disconnect"})
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    assert asyncio.run(_body({}, receive)) == expected
