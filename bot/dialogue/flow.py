@@ -13,10 +13,10 @@ def start(turn: Turn, intent: str, wanted: str | None = None) -> None:
         state.slots.photos = 0
         state.slots.resolution = None
         state.wanted = None
-    if wanted in RESOLUTIONS:
-        state.wanted = Resolution(wanted)
         if state.ticket and state.ticket.status == TicketStatus.RESOLVED:
             state.ticket = None  # a new request after a closed case gets a case of its own
+    if wanted in RESOLUTIONS:
+        state.wanted = Resolution(wanted)
     state.flow = state.flow_intent = intent
     state.step, state.waiting, state.dispute = 0, False, None
     advance(turn)
