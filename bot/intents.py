@@ -123,9 +123,6 @@ class KeywordRules:
                     self._longest = max(self._longest, len(words))
         self._unspaced = {name: re.compile("|".join(sorted(p, key=len, reverse=True))) for name, p in unspaced.items()}
 
-    def matches(self, normalised_text: str) -> set[str]:
-        return set(self.extents(normalised_text))
-
     def extents(self, normalised_text: str) -> dict[str, float]:
         """Each signal found, with the share of the message its phrases cover together (of the
         words, or of the letters in scripts written without spaces)."""
