@@ -31,7 +31,10 @@ MODEL = "multilingual-e5-small-4bit"
 DIMENSIONS = 384
 SHIPPED = "embeddings-e5.npz"
 _BATCH = 64
-_MAX_CHARS = 600  # the model reads ~512 tokens; a longer message says what it wants early on
+# The cost grows with the tokens (about 1 ms each here, more than linearly): a message is embedded
+# by its first 48. On the strangers' set 48 scored as the whole text (0.732 / 0.733 macro-F1), 32
+# less (0.721); a hostile 2,000-character message costs ~60 ms instead of 800.
+_MAX_TOKENS = 48
 _SCALE = 127.0  # vectors are unit length: kept as int8 (6 MB for the shipped examples)
 
 
@@ -61,10 +64,19 @@ class Encoder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors, one row per text."""
         rows = [
-            np.asarray(self._model.query([t[:_MAX_CHARS] for t in texts[i : i + _BATCH]]), dtype=np.float32)
+            np.asarray(self._model.query([self._head(t) for t in texts[i : i + _BATCH]]), dtype=np.float32)
             for i in range(0, len(texts), _BATCH)
         ]
         return np.vstack(rows) if rows else np.zeros((0, DIMENSIONS), dtype=np.float32)
+
+    def _head(self, text: str) -> str:
+        """The text cut to its first _MAX_TOKENS tokens (counting is 0.2 ms; embedding is not)."""
+        text = text[: _MAX_TOKENS * 8]  # no token is longer than that: bounds the counting too
+        count = self._model.token_count(text, True)
+        while count > _MAX_TOKENS and len(text) > 8:
+            text = text[: max(8, len(text) * _MAX_TOKENS // count - 1)]
+            count = self._model.token_count(text, True)
+        return text
 
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
