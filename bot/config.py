@@ -65,7 +65,7 @@ class Settings:
     supervisors: tuple[str, ...] = ()  # agents who may take over a conversation someone else claimed
     smtp_url: str | None = field(default=None, repr=False)  # mails unlock codes; holds a password
     mail_from: str | None = None  # the From of those mails, e.g. "Shop <service@shop.example>"
-    encoder: bool = True  # sentence embeddings beside the n-grams for intents (~15 ms a message)
+    encoder: bool = True  # sentence embeddings beside the n-grams for intents (15-50 ms a message)
     # What from_env could not read (a word where a number belongs); reported with the rest of the
     # configuration's problems by bot.validation, not raised here.
     problems: tuple[Problem, ...] = field(default=(), compare=False, repr=False)

@@ -2,7 +2,8 @@
 
 Character and word n-grams see spelling; the encoder sees meaning ("any idea when my stuff gets
 here" shares no word with "where is my parcel"). `bot.intents` averages the two models'
-probabilities: +0.06 macro-F1 on the strangers' dev set, for about 15 ms a message on 2 cores.
+probabilities: +0.065 macro-F1 on the strangers' dev set, for 15-50 ms of CPU a message on 2 cores
+(more tokens cost more: a message is read up to its first 48).
 
 Every catalog example is embedded once. The shipped catalogs' vectors come with the project
 (`locales/embeddings-e5.npz`, rebuilt by `python -m bot.encoder` after the examples change); a

@@ -312,7 +312,7 @@ class IntentRecognizer:
         self.rules = KeywordRules(lists)
 
     def meaning(self, text: str) -> np.ndarray | None:
-        """The message's embedding (~15 ms), or None without an encoder or without words. The
+        """The message's embedding (15-50 ms), or None without an encoder or without words. The
         manager asks for it in a worker thread, so the event loop goes on meanwhile."""
         # Order numbers, e-mails and phones carry no intent: a message of nothing else is not embedded.
         if self.encoder is None or not any(c.isalpha() for c in _ORDERISH.sub(" ", text)):

@@ -132,7 +132,7 @@ class DialogueManager:
         now = inbound.received_at or self.clock()
         meaning = None
         if not self.dialogue.too_long(inbound):
-            # The embedding takes ~15 ms of CPU: in a worker thread, before the lock, so webhooks and
+            # The embedding takes 15-50 ms of CPU: in a worker thread, before the lock, so webhooks and
             # other conversations' turns go on meanwhile.
             text = clean_text(inbound.text)
             meaning = await asyncio.to_thread(self.dialogue.recognizer.meaning, text) if text else None
