@@ -262,7 +262,7 @@ class IntentClassifier:
         return self.labels[best], float(probabilities[best])
 
 
-_DONE_SHARE = 0.5
+_HALF = 0.5  # the share of a message a "done" or "yes" phrase must cover
 # A message that names a problem and a remedy is the problem's (DESIGN "Intents"); the remedy is
 # kept as `choice`. Clauses end at punctuation or a line break, in any script.
 _REMEDY_INTENTS = frozenset({Intent.RETURN_ITEM, Intent.EXCHANGE_ITEM})
@@ -329,7 +329,7 @@ class IntentRecognizer:
             meaning = self.meaning(text)
         extents = self.rules.extents(plain)
         # "Done" must be more than half the message: Arabic «تم» also starts "تم الكسر" (it got broken).
-        signals = frozenset(name for name, share in extents.items() if name != Signal.DONE or share > _DONE_SHARE)
+        signals = frozenset(name for name, share in extents.items() if name != Signal.DONE or share > _HALF)
         choice, bare = self._choice(plain, language)
         intent, confidence = self.classifier.predict(plain, meaning)
         if "human" in signals:
@@ -361,7 +361,7 @@ class IntentRecognizer:
         if len(normalised_text) > _LONGEST_YES:
             return False  # a yes is short: spare the lookups on every longer message
         return any(
-            (rules := self._agree.get(code)) and rules.extents(normalised_text).get("agree", 0.0) >= _DONE_SHARE
+            (rules := self._agree.get(code)) and rules.extents(normalised_text).get("agree", 0.0) >= _HALF
             for code in (language, "en")
         )
 
