@@ -309,3 +309,14 @@ def test_an_order_status_the_catalog_does_not_know_is_accepted(tmp_path):
     orders = tmp_path / "orders.yml"
     orders.write_text('orders:\n  - {number: "SO-1", status: in_transit, incoterm: CPT}\n', encoding="utf-8")
     assert check_configuration(Settings(orders_file=orders)) == []
+
+
+def test_a_misspelt_keyword_list_in_an_overlay_is_named(copies):
+    """`agre:` instead of `agree:` would leave the yes-words unread: the check names it."""
+    overlay = copies / "overlay"
+    (overlay / "locales" / "es").mkdir(parents=True)
+    recognition = overlay / "locales" / "es" / "recognition.yml"
+    recognition.write_text('keywords:\n  agre: ["vale"]\n', encoding="utf-8")
+    settings = Settings(dialogues_dir=copies / "dialogues", locales_dir=copies / "locales", overlay_dir=overlay)
+    problems = [str(p) for p in check_configuration(settings)]
+    assert any(str(recognition) in p and "agre" in p and "agree" in p for p in problems), problems

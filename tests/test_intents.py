@@ -262,3 +262,14 @@ def test_without_its_engine_the_bot_still_understands_with_the_ngrams(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.stdout.split() == ["True", "track_order"], done.stderr
     assert "sentence encoder unavailable" in done.stderr
+
+
+def test_a_damaged_vector_cache_is_embedded_again_and_rewritten(tmp_path):
+    from bot.encoder import SHIPPED, Encoder, VectorFile, digest, example_vectors
+
+    (tmp_path / SHIPPED).write_bytes(b"not a zip file at all")  # a crash mid-write, a bad disk
+    encoder = Encoder.load()
+    assert encoder is not None
+    text = "one more example a shop wrote about its teapots"
+    assert example_vectors([text], encoder, tmp_path).shape == (1, 384)
+    assert digest(text) in VectorFile.read(tmp_path / SHIPPED).vectors
