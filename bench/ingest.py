@@ -65,12 +65,12 @@ def serve(port: int, data: str, redis_url: str | None, profile: str | None = Non
     With `profile`, cProfile runs from start-up to shutdown and its stats are written there."""
     import uvicorn
     from starlette.requests import Request
-    from starlette.responses import PlainTextResponse, Response
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
     from bot.app import App
     from bot.config import Settings
-    from channels.server import build
+    from channels.server import build, split_kept
 
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith(("WHATSAPP_", "TELEGRAM_"))}
     env.update(
@@ -80,6 +80,7 @@ def serve(port: int, data: str, redis_url: str | None, profile: str | None = Non
         WHATSAPP_APP_SECRET=APP_SECRET,
         WHATSAPP_VERIFY_TOKEN="bench-verify",
         WHATSAPP_API_BASE="http://127.0.0.1:9",  # nothing is sent: delivery is stopped
+        AFTERSALES_VALKEY_MAXMEMORY="2gb",  # every round's webhooks stay: no worker takes them
     )
     if redis_url:
         env["REDIS_URL"] = redis_url
@@ -89,8 +90,21 @@ def serve(port: int, data: str, redis_url: str | None, profile: str | None = Non
     async def bare(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def split_all(request: Request) -> Response:
+        """The splitter's stage, measured apart: every kept webhook onto the shards, nothing else running."""
+        runtime = asgi.state.runtime
+        await runtime.inbox.lease(1)  # the consumer groups (the workers stopped before taking them)
+        started, cpu, events = time.perf_counter(), time.process_time(), runtime.counters["events"]
+        webhooks = 0
+        while moved := await split_kept(runtime, block_ms=1):
+            webhooks += moved
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        added = runtime.counters["events"] - events
+        return JSONResponse({"webhooks": webhooks, "events": added, "seconds": seconds, "cpu": cpu})
+
     # First in the list, so the router finds it at least as fast as the webhook routes.
     asgi.router.routes.insert(0, Route("/bare", bare, methods=["POST"]))
+    asgi.router.routes.append(Route("/bench/split", split_all, methods=["POST"]))
     started = asgi.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -310,6 +324,7 @@ def main(
             }
             offsets = dict.fromkeys(ROUTES, 0)
             results: dict[str, list[Round]] = {route: [] for route in ROUTES}
+            splits: list[dict[str, float]] = []
             for n in range(rounds):
                 for route in ["whatsapp"] if profile else ROUTES:
                     round_ = Round(route)
@@ -324,6 +339,8 @@ def main(
                         f"  cpu: server {round_.server_cpu:.0%} client {round_.client_cpu:.0%}",
                         flush=True,
                     )
+                    if route == "whatsapp" and not profile:  # between rounds: not in either's time
+                        splits.append(_split_all(port))
             counters = _metrics(port)
         finally:
             server.terminate()
@@ -338,11 +355,21 @@ def main(
             profiled.sort_stats("tottime").print_stats(25)
             profiled.sort_stats("cumulative").print_stats(r"channels/|json/|copy\.py|hmac", 20)
             return
-    _report(results, counters, connections, redis_url)
+    _report(results, splits, counters, connections, redis_url)
+
+
+def _split_all(port: int) -> dict[str, float]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/bench/split", method="POST")
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        return dict(json.loads(answer.read()))
 
 
 def _report(
-    results: dict[str, list[Round]], counters: dict[str, float], connections: int, redis_url: str | None
+    results: dict[str, list[Round]],
+    splits: list[dict[str, float]],
+    counters: dict[str, float],
+    connections: int,
+    redis_url: str | None,
 ) -> None:
     summary = {}
     for route, rounds in results.items():
@@ -372,8 +399,19 @@ def _report(
     print("throughput ratio per round: " + ", ".join(f"{r:.2f}" for r in pairs))
     print(f"throughput ratio {throughput:.2f} (target >= 0.6): {'ok' if throughput >= 0.6 else 'MISSED'}")
     print(f"p99 ratio        {tail:.2f} (target <= 2.0): {'ok' if tail <= 2.0 else 'MISSED'}")
-    events, duplicates = counters.get("aftersales_events_total", 0), counters.get("aftersales_duplicates_total", 0)
-    print(f"inbox: {events:,.0f} events appended, {duplicates:,.0f} duplicates (every request was a new message)")
+    kept, events = counters.get("aftersales_webhooks_total", 0), counters.get("aftersales_events_total", 0)
+    duplicates = counters.get("aftersales_duplicates_total", 0)
+    print(
+        f"inbox: {kept:,.0f} webhooks kept, split into {events:,.0f} events, {duplicates:,.0f} duplicates"
+        " (every request was a new message)"
+    )
+    if splits:
+        rates = [split["webhooks"] / split["seconds"] for split in splits if split["seconds"]]
+        cpu = sum(split["cpu"] for split in splits) / max(1, sum(split["webhooks"] for split in splits)) * 1e6
+        print(
+            f"splitter, after each round with nothing else running: {statistics.median(rates):,.0f} webhooks/s"
+            f" (rounds: {', '.join(f'{rate:,.0f}' for rate in rates)}), {cpu:.0f} µs of server CPU per webhook"
+        )
 
 
 if __name__ == "__main__":

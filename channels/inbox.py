@@ -1,13 +1,18 @@
-"""The durable inbox: a verified webhook's events are in Redis before the platform gets its 200.
+"""The durable inbox: a verified webhook is in Redis before the platform gets its 200.
 
-Events are spread over `SHARDS` streams by conversation, so one conversation's events stay in
-one stream, in order. Each shard is read by one worker at a time (a lease), through a consumer
-group whose consumer is named after the shard: whoever takes a shard over after a crash reads
-the pending entries of the worker that died first, then new ones. An entry is acknowledged only
-after its turn is saved with its replies queued for delivery.
+Two stages. The door keeps each verified webhook's raw body, as it came, on one stream (`raw`):
+nothing is parsed for it but the check that it is JSON, so a burst of webhooks is acknowledged
+at about the cost of a bare 200. A splitter (one at a time, over all workers: a lease) reads that
+stream in order, splits each body into events (one per customer message) and appends them to
+`SHARDS` streams by conversation, so one conversation's events stay in one stream, in order.
+Each shard is read by one worker at a time (a lease), through a consumer group whose consumer is
+named after the shard: whoever takes a shard over after a crash reads the pending entries of the
+worker that died first, then new ones. An entry is acknowledged only after its turn is saved with
+its replies queued for delivery; a raw webhook only after its events are on the shards.
 
-De-duplication by platform id happens at the door, in the same script that appends: a platform
-that retries a webhook (or a second process that polls) never makes a second entry.
+De-duplication by platform id happens where events are appended, in the same script: a platform
+that retries a webhook (or a second process that polls) never makes a second entry, and neither
+does a splitter that dies between appending and acknowledging (the next one splits it again).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ GROUP = "workers"
 SEEN_SECONDS = 7 * 24 * 3600  # platforms retry for hours at most (Telegram, Meta: about a day)
 LEASE_MS = 15_000  # a worker that dies loses its shards this long after its last renewal
 KEEP = 100_000  # entries kept per shard (approximately) once acknowledged
-MAX_BATCH = 256  # events appended by one script call
+MAX_BATCH = 256  # events (or raw webhooks) appended by one script call
+RAW = "raw"  # the stream of verified webhooks, before they are split
 
 # Append an event unless its platform id was seen; both keys are in the shard's slot.
 _APPEND = """
@@ -48,6 +54,14 @@ if redis.call('set', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
   return 1
 end
 return 0
+"""
+# Keep raw webhooks, in the order given. KEYS: the raw stream. ARGV: channel, received at, body of
+# each in turn. No MAXLEN: entries are deleted once split, and a full store refuses (the door: 503).
+_KEEP_RAW = """
+for i = 1, #ARGV, 3 do
+  redis.call('xadd', KEYS[1], '*', 'channel', ARGV[i], 'at', ARGV[i + 1], 'body', ARGV[i + 2])
+end
+return #ARGV / 3
 """
 # The same for a batch of events (one round trip). KEYS: stream, seen of each event in turn.
 # ARGV: seen seconds, entries kept, then each event's body. Returns 1 (added) or 0 per event.
@@ -69,6 +83,16 @@ def shard_of(conversation_id: str) -> int:
 
 
 @dataclass(frozen=True)
+class Raw:
+    """A verified webhook as the door kept it."""
+
+    entry_id: str
+    channel: str
+    body: bytes
+    received_at: float
+
+
+@dataclass(frozen=True)
 class Entry:
     shard: int
     entry_id: str
@@ -81,93 +105,101 @@ class Inbox:
         self.store = store
         self.worker_id = worker_id or f"{os.getpid()}-{secrets.token_hex(3)}"
         self._append = store.redis.register_script(_APPEND)
-        self._sha: str | None = None
-        self._waiting: deque[tuple[list[ChannelEvent], asyncio.Future[int]]] = deque()
+        self._keep = store.redis.register_script(_KEEP_RAW)
+        self._shas: dict[str, str] = {}
+        self._waiting: deque[tuple[tuple[str, str, bytes], asyncio.Future[None]]] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._leases: dict[int, str] = {}
+        self._raw_lease: str | None = None  # held by the worker that splits
         self.leaving: set[int] = set()  # held until their reader stops between turns
 
-    def _key(self, shard: int, *parts: str) -> str:
+    def _key(self, shard: int | str, *parts: str) -> str:
         return f"{self.store.prefix}{{inbox-{shard}}}:" + ":".join(parts)
 
     # -- the door ------------------------------------------------------------------------
 
-    async def append(self, events: list[ChannelEvent]) -> int:
-        """Keep events; returns how many were new. Raises StoreUnavailable when Redis is down
-        (the webhook then answers 503 and the platform tries again).
+    async def keep(self, channel: str, body: bytes, received_at: float) -> None:
+        """Keep a verified webhook's raw body for the splitter. Raises StoreUnavailable when Redis
+        is down and StoreFull when it refuses writes (the webhook then answers 503 and the
+        platform tries again).
 
-        Appends that arrive together (concurrent webhooks, a polled batch) go to the store
-        together: one script call, one round trip, per batch, in the order they came, instead of
-        a round trip (and a pooled connection) per event."""
-        if not events:
-            return 0
-        if self.store.clustered:  # shards live on several nodes: one by one
-            added = 0
+        Webhooks that arrive together go to the store together: one script call, one round trip,
+        per batch, in the order they came, instead of a round trip (and a pooled connection) each."""
+        fields = (channel, f"{received_at:.6f}", body)
+        if self.store.clustered:  # no batching connection to borrow: one by one
             with store_errors():
+                await self._keep(keys=[self._key(RAW, "stream")], args=list(fields))
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((fields, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        """Send what is waiting, a batch at a time, until nothing is; each caller hears how it went."""
+        while self._waiting:
+            batch = [self._waiting.popleft() for _ in range(min(MAX_BATCH, len(self._waiting)))]
+            outcome: BaseException | None = None
+            try:
+                with store_errors():
+                    args = [value for fields, _ in batch for value in fields]
+                    await self._evalsha(_KEEP_RAW, [self._key(RAW, "stream")], args)
+            except Exception as error:
+                outcome = error
+            for _, done in batch:
+                if done.done():
+                    continue  # the caller gave up waiting (what it sent is kept all the same, or not)
+                if outcome is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(outcome)
+
+    async def append(self, events: list[ChannelEvent]) -> int:
+        """Put events on their shards, in the order given, unless their platform id was seen;
+        returns how many were new. Raises StoreUnavailable / StoreFull."""
+        added = 0
+        with store_errors():
+            if self.store.clustered:  # shards live on several nodes: one by one
                 for event in events:
                     keys, body = self._append_args(event)
                     added += int(await self._append(keys=keys, args=[body, SEEN_SECONDS, KEEP]))
-            return added
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append((events, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
-        return await done
+                return added
+            for start in range(0, len(events), MAX_BATCH):
+                keys, bodies = [], []
+                for event in events[start : start + MAX_BATCH]:
+                    event_keys, body = self._append_args(event)
+                    keys += event_keys
+                    bodies.append(body)
+                added += sum(int(one) for one in await self._evalsha(_APPEND_MANY, keys, [SEEN_SECONDS, KEEP, *bodies]))
+        return added
 
     def _append_args(self, event: ChannelEvent) -> tuple[list[str], bytes]:
         shard = shard_of(event.conversation_id)
         seen = self._key(shard, "seen", event.channel, hashlib.blake2s(event.event_id.encode()).hexdigest())
         return [self._key(shard, "stream"), seen], orjson.dumps(event.to_json())
 
-    async def _write(self) -> None:
-        """Send what is waiting, a batch at a time, until nothing is; each caller gets its count."""
-        while self._waiting:
-            batch: list[tuple[list[ChannelEvent], asyncio.Future[int]]] = []
-            size = 0
-            while self._waiting and size < MAX_BATCH:
-                batch.append(self._waiting.popleft())
-                size += len(batch[-1][0])
-            try:
-                results = await self._append_batch([event for events, _ in batch for event in events])
-            except Exception as error:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(error)
-                continue
-            at = 0
-            for events, done in batch:
-                if not done.done():  # else the caller gave up waiting (its events are kept all the same)
-                    done.set_result(sum(results[at : at + len(events)]))
-                at += len(events)
+    async def _evalsha(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """A script by its digest, loaded again if the server lost it (restarted: nothing ran)."""
+        sha = self._shas.get(script)
+        if sha is None:
+            sha = self._shas[script] = await self.store.redis.script_load(script)
+        try:
+            return await self._call_packed("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self._shas[script] = await self.store.redis.script_load(script)
+            return await self._call_packed("EVALSHA", self._shas[script], len(keys), *keys, *args)
 
-    async def _append_batch(self, events: list[ChannelEvent]) -> list[int]:
-        """One script call for the whole batch; loaded again if the server lost it (restarted)."""
-        keys: list[str] = []
-        bodies: list[bytes] = []
-        for event in events:
-            event_keys, body = self._append_args(event)
-            keys += event_keys
-            bodies.append(body)
-        with store_errors():
-            if self._sha is None:
-                self._sha = await self.store.redis.script_load(_APPEND_MANY)
-            try:
-                added = await self._evalsha(self._sha, keys, [SEEN_SECONDS, KEEP, *bodies])
-            except NoScriptError:  # the server restarted and lost its scripts: nothing ran
-                self._sha = await self.store.redis.script_load(_APPEND_MANY)
-                added = await self._evalsha(self._sha, keys, [SEEN_SECONDS, KEEP, *bodies])
-        return [int(one) for one in added]
-
-    async def _evalsha(self, sha: str, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA with the command packed by hiredis, in C: redis-py packs in Python, about 9 µs
-        per event of a batch, the largest cost of a webhook after the HTTP server's own."""
-        # A cluster's appends go one by one (`append`); isinstance against redis-py's client
-        # classes costs 1.4 µs (a Protocol metaclass), so `store.clustered` says it, checked once.
+    async def _call_packed(self, *command: Any) -> Any:
+        """A command packed by hiredis, in C: redis-py packs in Python, about 9 µs per argument
+        group, the largest cost of a webhook after the HTTP server's own."""
+        # Not used on a cluster (`store.clustered`, checked by the callers: isinstance against
+        # redis-py's client classes costs 1.4 µs, a Protocol metaclass).
         pool = cast(Redis, self.store.redis).connection_pool
-        command = hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))
+        packed = hiredis.pack_command(command)
         connection = await pool.get_connection()
         try:
-            await connection.send_packed_command(command)
+            await connection.send_packed_command(packed)
             return await connection.read_response()  # a broken connection is dropped, not reused
         finally:
             await pool.release(connection)
@@ -175,12 +207,12 @@ class Inbox:
     # -- the workers -----------------------------------------------------------------------
 
     async def lease(self, live_workers: int) -> list[int]:
-        """Renew this worker's shards and take free ones, up to its fair share."""
+        """Renew this worker's shards and take free ones, up to its fair share; renew or take the
+        splitter's lease too (whoever has it splits)."""
         share = math.ceil(SHARDS / max(1, live_workers))
         with store_errors():
             for shard, token in list(self._leases.items()):
-                renewed = await self.store.redis.set(self._key(shard, "lease"), token, xx=True, px=LEASE_MS, get=True)
-                if renewed != token:
+                if not await self._renew(self._key(shard, "lease"), token):
                     del self._leases[shard]  # expired and taken: someone else reads it now
             staying = [shard for shard in sorted(self._leases) if shard not in self.leaving]
             # More than a fair share (a worker joined): these go to it, but only once their reader
@@ -191,17 +223,38 @@ class Inbox:
                     break
                 if shard in self._leases:
                     continue
-                token = f"{self.worker_id}:{secrets.token_hex(4)}"
-                if await self.store.redis.set(self._key(shard, "lease"), token, nx=True, px=LEASE_MS):
-                    self._leases[shard] = token
-                    await self._ensure_group(shard)
+                taken = await self._take(self._key(shard, "lease"))
+                if taken is not None:
+                    self._leases[shard] = taken
+                    await self._ensure_group(self._key(shard, "stream"))
+            if self._raw_lease is not None and not await self._renew(self._key(RAW, "lease"), self._raw_lease):
+                self._raw_lease = None
+            if self._raw_lease is None:
+                self._raw_lease = await self._take(self._key(RAW, "lease"))
+                if self._raw_lease is not None:
+                    await self._ensure_group(self._key(RAW, "stream"))
         return sorted(self._leases)
+
+    @property
+    def splits(self) -> bool:
+        """Whether this worker holds the splitter's lease."""
+        return self._raw_lease is not None
+
+    async def _renew(self, key: str, token: str) -> bool:
+        return bool(await self.store.redis.set(key, token, xx=True, px=LEASE_MS, get=True) == token)
+
+    async def _take(self, key: str) -> str | None:
+        token = f"{self.worker_id}:{secrets.token_hex(4)}"
+        return token if await self.store.redis.set(key, token, nx=True, px=LEASE_MS) else None
 
     async def release(self) -> None:
         """Give every shard back at once (a clean shutdown), so another worker need not wait."""
         with store_errors():
             for shard in list(self._leases):
                 await self._give_back(shard)
+            if self._raw_lease is not None:
+                token, self._raw_lease = self._raw_lease, None
+                await self._delete_if(self._key(RAW, "lease"), token)
 
     async def hand_over(self, shard: int) -> None:
         """The shard's reader stopped between turns: if the shard is leaving, let it go now."""
@@ -211,7 +264,9 @@ class Inbox:
 
     async def _give_back(self, shard: int) -> None:
         self.leaving.discard(shard)
-        token, key = self._leases.pop(shard), self._key(shard, "lease")
+        await self._delete_if(self._key(shard, "lease"), self._leases.pop(shard))
+
+    async def _delete_if(self, key: str, token: str) -> None:
         if await self.store.redis.get(key) == token:
             await self.store.redis.delete(key)
 
@@ -219,9 +274,9 @@ class Inbox:
         """Whether this worker should go on reading the shard (held, and not being handed over)."""
         return shard in self._leases and shard not in self.leaving
 
-    async def _ensure_group(self, shard: int) -> None:
+    async def _ensure_group(self, stream: str) -> None:
         try:
-            await self.store.redis.xgroup_create(self._key(shard, "stream"), GROUP, id="0", mkstream=True)
+            await self.store.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
         except ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
@@ -231,14 +286,34 @@ class Inbox:
         with them), then new ones (only new ones with `fresh`)."""
         key, consumer = self._key(shard, "stream"), f"shard-{shard}"
         with store_errors():
-            pending = [] if fresh else await self.store.redis.xreadgroup(GROUP, consumer, {key: "0"}, count=count)
-            batch = _entries(pending)
+            batch = [] if fresh else await self._read_group(key, consumer, "0", count=count)
             if batch:
                 counts = await self.store.redis.xpending_range(key, GROUP, min="-", max="+", count=len(batch))
                 times = {item["message_id"]: int(item["times_delivered"]) for item in counts}
-                return [_entry(shard, i, fields, times.get(i, 2)) for i, fields in batch if fields]
-            new = await self.store.redis.xreadgroup(GROUP, consumer, {key: ">"}, count=count, block=block_ms)
-        return [_entry(shard, i, fields, 1) for i, fields in _entries(new) if fields]
+                return [_entry(shard, i, fields, times.get(i, 2)) for i, fields in batch]
+            new = await self._read_group(key, consumer, ">", count=count, block_ms=block_ms)
+        return [_entry(shard, i, fields, 1) for i, fields in new]
+
+    async def _read_group(
+        self, stream: str, consumer: str, start: str, *, count: int, block_ms: int | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        """XREADGROUP as (id, fields) pairs. A stream whose group is gone (the store lost its data,
+        or someone deleted the key) gets it again and reads nothing this time, so its reader goes on
+        at the next read instead of failing at every one. A pending entry that no longer exists
+        (trimmed) is acknowledged, or it would come back first at every read."""
+        try:
+            answer = await self.store.redis.xreadgroup(GROUP, consumer, {stream: start}, count=count, block=block_ms)
+        except ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            log.warning("inbox stream %s had no consumer group: created again", stream)
+            await self._ensure_group(stream)
+            return []
+        entries = _entries(answer)
+        gone = [entry_id for entry_id, fields in entries if not fields]
+        if gone:
+            await self.store.redis.xack(stream, GROUP, *gone)
+        return [(entry_id, fields) for entry_id, fields in entries if fields]
 
     async def ack(self, entries: list[Entry]) -> None:
         with store_errors():
@@ -247,11 +322,32 @@ class Inbox:
                 await self.store.redis.xack(key, GROUP, entry.entry_id)
                 await self.store.redis.xdel(key, entry.entry_id)
 
+    async def read_raw(self, *, count: int = MAX_BATCH, block_ms: int = 500) -> list[Raw]:
+        """Kept webhooks for the splitter, in order: first those a splitter read and never
+        acknowledged (it died with them), then new ones."""
+        key, consumer = self._key(RAW, "stream"), "splitter"
+        with store_errors():
+            batch = await self._read_group(key, consumer, "0", count=count)
+            if not batch:
+                batch = await self._read_group(key, consumer, ">", count=count, block_ms=block_ms)
+        return [_raw(entry_id, fields) for entry_id, fields in batch]
+
+    async def ack_raw(self, raws: list[Raw]) -> None:
+        """The webhooks' events are on the shards: the raw bodies go."""
+        if not raws:
+            return
+        key, ids = self._key(RAW, "stream"), [raw.entry_id for raw in raws]
+        with store_errors():
+            async with self.store.redis.pipeline(transaction=False) as pipe:
+                pipe.xack(key, GROUP, *ids)
+                pipe.xdel(key, *ids)
+                await pipe.execute()
+
     async def backlog(self) -> int:
-        """Entries waiting or in flight, over all shards (for /metrics)."""
+        """Webhooks and entries waiting or in flight, over the raw stream and all shards (for /metrics)."""
         total = 0
         with store_errors():
-            for shard in range(SHARDS):
+            for shard in [RAW, *range(SHARDS)]:
                 total += int(await self.store.redis.xlen(self._key(shard, "stream")))
         return total
 
@@ -259,6 +355,15 @@ class Inbox:
 def _entries(result: Any) -> list[tuple[str, dict[str, str] | None]]:
     """XREADGROUP's answer ([[stream, [(id, fields), ...]]]) as (id, fields) pairs."""
     return [entry for _, entries in result or [] for entry in entries]
+
+
+def _raw(entry_id: str, fields: dict[str, Any]) -> Raw:
+    return Raw(entry_id, str(fields["channel"]), _bytes(fields["body"]), float(fields["at"]))
+
+
+def _bytes(value: str | bytes) -> bytes:
+    """A field as bytes: the store's client decodes replies (a raw body was UTF-8 when kept)."""
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _entry(shard: int, entry_id: str, fields: dict[str, str], deliveries: int) -> Entry:

@@ -39,7 +39,7 @@ from bot.messages import Outbound
 from bot.store import StoreError
 from channels.base import Channel, ChannelEvent
 from channels.delivery import Delivery, FailureReport, note_inbound
-from channels.inbox import Entry, Inbox, heartbeat
+from channels.inbox import Entry, Inbox, Raw, heartbeat
 
 if TYPE_CHECKING:
     from channels.slack import SlackConsole
@@ -112,7 +112,9 @@ class Runtime:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
     in_flight: int = 0
-    counters: dict[str, int] = field(default_factory=lambda: {"webhooks": 0, "events": 0, "duplicates": 0, "turns": 0})
+    counters: dict[str, int] = field(
+        default_factory=lambda: {"webhooks": 0, "events": 0, "duplicates": 0, "unsplit": 0, "turns": 0}
+    )
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -173,26 +175,26 @@ class _Webhook:
 
 
 async def _accept(runtime: Runtime, name: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
-    """Verify a webhook over its raw body, keep its events in the inbox, and only then say 200."""
+    """Verify a webhook over its raw body, keep it in the inbox, and only then say 200. The body is
+    split into events later, by the splitter (`_split`): the door does as little as it can."""
     channel = runtime.channels.get(name)
     if channel is None or runtime.inbox is None:
         return 404, "not found"
     if not channel.verify(headers, body):
         return 403, "forbidden"  # nothing is stored
+    # Checked here, not only by the splitter, so the sender hears of a malformed body (and what is
+    # kept is UTF-8 JSON, which the store's client reads back as text).
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         return 400, "not json"
     if not isinstance(payload, dict):
         return 400, "not an object"
-    events = channel.split(payload, time.time())
     runtime.counters["webhooks"] += 1
     try:
-        added = await runtime.inbox.append(events)
+        await runtime.inbox.keep(name, body, time.time())
     except StoreError:
         return 503, "store unavailable"  # the platform retries
-    runtime.counters["events"] += added
-    runtime.counters["duplicates"] += len(events) - added
     return 200, "ok"
 
 
@@ -335,10 +337,12 @@ async def _clock(runtime: Runtime) -> None:
 
 
 async def _workers(runtime: Runtime) -> None:
-    """Lease inbox shards (a fair share among live workers) and run one reader per shard."""
+    """Lease inbox shards (a fair share among live workers) and run one reader per shard; the
+    worker holding the splitter's lease also splits the kept webhooks."""
     assert runtime.inbox is not None and runtime.app is not None and runtime.app.store is not None
     inbox, store = runtime.inbox, runtime.app.store
     readers: dict[int, asyncio.Task[None]] = {}
+    splitter: asyncio.Task[None] | None = None
     while not runtime.stop.is_set():
         try:
             live = await heartbeat(store, inbox.worker_id)
@@ -352,10 +356,53 @@ async def _workers(runtime: Runtime) -> None:
                     await inbox.hand_over(shard)  # no turn in hand: let it go at once
             elif shard not in readers or readers[shard].done():
                 readers[shard] = asyncio.create_task(_read_shard(runtime, shard))
+        if inbox.splits and (splitter is None or splitter.done()):
+            splitter = asyncio.create_task(_split(runtime))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(runtime.stop.wait(), 2.0)
-    if readers:
-        await asyncio.wait(readers.values(), timeout=30)
+    running = [*readers.values(), *([splitter] if splitter else [])]
+    if running:
+        await asyncio.wait(running, timeout=30)
+
+
+async def _split(runtime: Runtime) -> None:
+    """The splitter: kept webhooks onto the shards, for as long as this worker holds its lease."""
+    assert runtime.inbox is not None
+    while not runtime.stop.is_set() and runtime.inbox.splits:
+        try:
+            await split_kept(runtime, block_ms=500)
+        except StoreError as error:
+            log.warning("inbox split failed: %s", error)
+            await asyncio.sleep(1.0)
+
+
+async def split_kept(runtime: Runtime, *, block_ms: int) -> int:
+    """One batch of kept webhooks, in the order they came, split into events on the shards;
+    returns how many webhooks. A splitter that dies between the two leaves its webhooks pending:
+    the next one splits them again, and the shards' de-duplication drops what was already there."""
+    assert runtime.inbox is not None
+    raws = await runtime.inbox.read_raw(block_ms=block_ms)
+    events = [event for raw in raws for event in _events_of(runtime, raw)]
+    added = await runtime.inbox.append(events)
+    await runtime.inbox.ack_raw(raws)
+    runtime.counters["events"] += added
+    runtime.counters["duplicates"] += len(events) - added
+    return len(raws)
+
+
+def _events_of(runtime: Runtime, raw: Raw) -> list[ChannelEvent]:
+    """A kept webhook's events. One that cannot be split (its channel is no longer configured, or
+    the adapter fails on it) is logged, counted and let go: it would otherwise hold up every
+    conversation behind it."""
+    channel = runtime.channels.get(raw.channel)
+    try:
+        if channel is None:
+            raise LookupError(f"the {raw.channel} channel is not configured")
+        return channel.split(orjson.loads(raw.body), raw.received_at)
+    except Exception:
+        log.exception("a kept %s webhook (%s) could not be split: set aside", raw.channel, raw.entry_id)
+        runtime.counters["unsplit"] += 1
+        return []
 
 
 async def _read_shard(runtime: Runtime, shard: int) -> None:
