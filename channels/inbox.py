@@ -45,6 +45,7 @@ SEEN_SECONDS = 7 * 24 * 3600  # platforms retry for hours at most (Telegram, Met
 LEASE_MS = 15_000  # a worker that dies loses its shards this long after its last renewal
 KEEP = 100_000  # entries kept per shard (approximately) once acknowledged
 MAX_BATCH = 256  # events (or raw webhooks) appended by one script call
+WRITERS = 2  # batches of webhooks on their way to the store at once
 RAW = "raw"  # the stream of verified webhooks, before they are split
 
 # Append an event unless its platform id was seen; both keys are in the shard's slot.
@@ -108,7 +109,7 @@ class Inbox:
         self._keep = store.redis.register_script(_KEEP_RAW)
         self._shas: dict[str, str] = {}
         self._waiting: deque[tuple[tuple[str, str, bytes], asyncio.Future[None]]] = deque()
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
         self._leases: dict[int, str] = {}
         self._raw_lease: str | None = None  # held by the worker that splits
         self.leaving: set[int] = set()  # held until their reader stops between turns
@@ -124,7 +125,11 @@ class Inbox:
         platform tries again).
 
         Webhooks that arrive together go to the store together: one script call, one round trip,
-        per batch, in the order they came, instead of a round trip (and a pooled connection) each."""
+        per batch, in the order they came, instead of a round trip (and a pooled connection) each.
+        Up to WRITERS batches are on their way at once, so a webhook that comes while one is does
+        not wait for it. Two batches in flight may reach the store in either order; that can only
+        swap webhooks the platform sent before it had an answer for either, between which it
+        promised no order (one answered before the other was received is always kept first)."""
         fields = (channel, f"{received_at:.6f}", body)
         if self.store.clustered:  # no batching connection to borrow: one by one
             with store_errors():
@@ -132,8 +137,10 @@ class Inbox:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((fields, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
+        if len(self._writers) < WRITERS:
+            writer = asyncio.create_task(self._write())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
         await done
 
     async def _write(self) -> None:

@@ -182,14 +182,13 @@ async def _accept(runtime: Runtime, name: str, headers: Mapping[str, str], body:
         return 404, "not found"
     if not channel.verify(headers, body):
         return 403, "forbidden"  # nothing is stored
-    # Checked here, not only by the splitter, so the sender hears of a malformed body (and what is
-    # kept is UTF-8 JSON, which the store's client reads back as text).
+    # Signed, so the platform's: kept as it is, parsed by the splitter (which sets aside what it
+    # cannot read, rather than have the platform send it again for days). It must be UTF-8, which
+    # the store's client reads it back as (JSON is).
     try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return 400, "not json"
-    if not isinstance(payload, dict):
-        return 400, "not an object"
+        body.decode()
+    except UnicodeDecodeError:
+        return 400, "not utf-8"
     runtime.counters["webhooks"] += 1
     try:
         await runtime.inbox.keep(name, body, time.time())
@@ -391,14 +390,21 @@ async def split_kept(runtime: Runtime, *, block_ms: int) -> int:
 
 
 def _events_of(runtime: Runtime, raw: Raw) -> list[ChannelEvent]:
-    """A kept webhook's events. One that cannot be split (its channel is no longer configured, or
-    the adapter fails on it) is logged, counted and let go: it would otherwise hold up every
-    conversation behind it."""
+    """A kept webhook's events. One that cannot be split (not a JSON object, its channel no longer
+    configured, or the adapter fails on it) is logged, counted and let go: it would otherwise hold
+    up every conversation behind it."""
     channel = runtime.channels.get(raw.channel)
     try:
-        if channel is None:
-            raise LookupError(f"the {raw.channel} channel is not configured")
-        return channel.split(orjson.loads(raw.body), raw.received_at)
+        payload = orjson.loads(raw.body)
+    except orjson.JSONDecodeError:
+        payload = None
+    if channel is None or not isinstance(payload, dict):
+        problem = "its channel is not configured" if channel is None else "it is not a JSON object"
+        log.warning("a kept %s webhook (%s) was set aside: %s", raw.channel, raw.entry_id, problem)
+        runtime.counters["unsplit"] += 1
+        return []
+    try:
+        return channel.split(payload, raw.received_at)
     except Exception:
         log.exception("a kept %s webhook (%s) could not be split: set aside", raw.channel, raw.entry_id)
         runtime.counters["unsplit"] += 1

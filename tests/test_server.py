@@ -21,7 +21,7 @@ from bot.order_sources import StaticOrders
 from channels.server import ChannelSettingsError, build, channels_from
 from tests.conftest import session_brain
 from tests.factories import order
-from tests.fakes.graph import FakeGraph, verification_query
+from tests.fakes.graph import FakeGraph, sign, verification_query
 from tests.fakes.telegram import FakeTelegram
 
 APP_SECRET = "whatsapp-app-secret-for-tests"
@@ -218,6 +218,33 @@ def test_whatsapp_verification_signatures_receipts_and_a_reply(tmp_path):
                     assert len(graph.sent("819012345678")) == 1  # a receipt is never answered
 
     run(body())
+
+
+def test_a_signed_body_the_splitter_cannot_read_is_set_aside_and_the_next_is_answered(tmp_path):
+    async def body() -> None:
+        async with FakeGraph() as graph:
+            async with serving(_whatsapp_settings(tmp_path, graph)) as (base, runtime):
+                async with httpx.AsyncClient(base_url=base) as client:
+
+                    async def post(raw: bytes) -> int:
+                        headers = {"X-Hub-Signature-256": sign(raw, APP_SECRET)}
+                        return (await client.post("/webhooks/whatsapp", content=raw, headers=headers)).status_code
+
+                    assert await post(b"\xff\xfe not text") == 400  # the store reads bodies back as UTF-8
+                    assert await runtime.inbox.backlog() == 0
+                    for broken in (b'{"object": "whatsapp_business_account", "entry": [', b"[1, 2]"):
+                        assert await post(broken) == 200  # the platform's own: not sent again for days
+                    raw, _ = graph.signed(graph.text_message("819012345670", "hello"), APP_SECRET)
+                    assert await post(raw) == 200
+                    await until(lambda: graph.sent("819012345670"))
+                    assert runtime.counters["unsplit"] == 2
+                    assert await until(lambda: _backlog_empty(runtime))
+
+    run(body())
+
+
+async def _backlog_empty(runtime: Any) -> bool:
+    return await runtime.inbox.backlog() == 0
 
 
 def test_outside_the_24_hour_window_an_agent_message_is_not_sent_and_the_agent_is_told(tmp_path):
