@@ -1,15 +1,17 @@
 """Webhook ingestion: the real WhatsApp route against a bare 200-OK route on the same server.
 
-    python -m bench.ingest [--connections 200] [--seconds 5] [--rounds 3] [--redis-url URL]
+    python -m bench.ingest [--connections 200] [--seconds 5] [--rounds 5] [--redis-url URL]
 
 The server is `aftersales run`'s app (`channels.server.build`: Starlette on uvicorn, the same
 uvicorn settings) in a process of its own, with one route added: `POST /bare`, which answers
 200 "ok" and does nothing else. `POST /webhooks/whatsapp` is the real door: the body read,
-X-Hub-Signature-256 checked over it, parsed, split into events and each appended to the durable
-inbox (one script round trip to Valkey per event) before the 200. The store is the embedded
-Valkey of a scratch data folder (or `--redis-url`). The inbox workers, the delivery loop and
-the clock are stopped once started, so only the door is measured (they would otherwise spend the
-same core on the turns the bench queues).
+X-Hub-Signature-256 checked over it, and the body kept in the durable inbox (appends that arrive
+together go in one script call) before the 200. The store is the embedded Valkey of a scratch
+data folder (or `--redis-url`). The inbox workers, the splitter, the delivery loop and the clock
+are stopped once started, so only the door is measured (they would otherwise spend the same core
+on the turns the bench queues). After each round of the real route, the splitter's stage is
+measured apart (`POST /bench/split`, not in either route's time): every kept webhook parsed,
+split and appended to the shards, with nothing else running.
 
 The load is a lean loop in this process: `--connections` keep-alive connections (asyncio
 streams), each writing a raw HTTP/1.1 POST, reading the whole answer, and writing the next.
@@ -17,16 +19,7 @@ Every request is built and signed beforehand, each with its own WhatsApp message
 inbox's de-duplication never short-circuits an append. Both routes get the same bytes (only the
 path differs), in alternating rounds; the first second of each round is a warm-up, not counted.
 Targets: throughput >= 0.6x the bare route's, p99 <= 2x the bare route's p99. `--profile` runs
-the server under cProfile on the real route and prints where its time goes.
-
-One run on the 2-core development machine (server at 100% of a core in both cases): bare
-12,618 req/s, p99 22.5 ms; WhatsApp 5,442 req/s, p99 59.5 ms: ratios 0.43 and 2.64, both
-targets missed (runs vary: 0.30-0.43). The bare route costs about 80 us of server CPU; the real
-one about 180 us, spent (cProfile shares of the server's time) in split_notification (17%, most
-of it copy.deepcopy of each message), the batched inbox append (13%, the Redis client's command
-packing and reply parsing), reading the body (7%), the HMAC check (7%), json.loads (5%) and the
-event's JSON (5%); the garbage collector takes about a fifth more of either route (gc.disable()
-in a trial: +10% bare, +28% real).
+the server under cProfile on the real route and prints where its time goes. Figures: README.
 """
 
 from __future__ import annotations
@@ -418,8 +411,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0, help="counted seconds per round (after a 1 s warm-up)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per route, alternating")
-    parser.add_argument("--requests", type=int, default=150_000, help="signed requests prepared for the real route")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per route, alternating")
+    parser.add_argument("--requests", type=int, default=350_000, help="signed requests prepared for the real route")
     parser.add_argument("--redis-url", help="a Valkey/Redis to append to instead of the embedded one")
     parser.add_argument("--profile", nargs="?", const="", help="profile the server on the real route only")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)

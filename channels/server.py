@@ -1,16 +1,17 @@
 """`aftersales run`: one ASGI app (Starlette on uvicorn) for the customer channels.
 
-    POST /webhooks/telegram   verified by the secret token, appended to the inbox, then 200
+    POST /webhooks/telegram   verified by the secret token, kept in the inbox, then 200
     GET  /webhooks/whatsapp   Meta's subscription check
-    POST /webhooks/whatsapp   verified by X-Hub-Signature-256 over the raw body, inbox, then 200
+    POST /webhooks/whatsapp   verified by X-Hub-Signature-256 over the raw body, kept, then 200
     POST /slack/events        the agents' Slack console (events and interactivity), when SLACK_* are set
     GET  /healthz             the process is up
     GET  /readyz              the store answers and the channels started
     GET  /metrics             counters in the Prometheus text format
 
-Beside the routes, in the same process: the inbox workers (turns), the delivery loop, Telegram
-long polling when no webhook URL is set, and the SLA clock (`tick`). SIGTERM stops taking new
-work, lets turns in flight finish, hands the inbox shards back and exits.
+Beside the routes, in the same process: the inbox's splitter (kept webhooks into events, when this
+process holds its lease) and workers (turns), the delivery loop, Telegram long polling when no
+webhook URL is set, and the SLA clock (`tick`). SIGTERM stops taking new work, lets turns in
+flight finish, hands the inbox shards and the splitter back and exits.
 """
 
 from __future__ import annotations
