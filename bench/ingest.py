@@ -412,7 +412,7 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0, help="counted seconds per round (after a 1 s warm-up)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per route, alternating")
-    parser.add_argument("--requests", type=int, default=350_000, help="signed requests prepared for the real route")
+    parser.add_argument("--requests", type=int, default=600_000, help="signed requests prepared for the real route")
     parser.add_argument("--redis-url", help="a Valkey/Redis to append to instead of the embedded one")
     parser.add_argument("--profile", nargs="?", const="", help="profile the server on the real route only")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)

@@ -1,8 +1,7 @@
 """The durable inbox: a verified webhook is in Redis before the platform gets its 200.
 
 Two stages. The door keeps each verified webhook's raw body, as it came, on one stream (`raw`):
-nothing is parsed for it but the check that it is JSON, so a burst of webhooks is acknowledged
-at about the cost of a bare 200. A splitter (one at a time, over all workers: a lease) reads that
+nothing is parsed for it, so a burst of webhooks is acknowledged at about the cost of a bare 200. A splitter (one at a time, over all workers: a lease) reads that
 stream in order, splits each body into events (one per customer message) and appends them to
 `SHARDS` streams by conversation, so one conversation's events stay in one stream, in order.
 Each shard is read by one worker at a time (a lease), through a consumer group whose consumer is
