@@ -1,9 +1,10 @@
 """The durable inbox: a verified webhook is in Redis before the platform gets its 200.
 
 Two stages. The door keeps each verified webhook's raw body, as it came, on one stream (`raw`):
-nothing is parsed for it, so a burst of webhooks is acknowledged at about the cost of a bare 200. A splitter (one at a time, over all workers: a lease) reads that
-stream in order, splits each body into events (one per customer message) and appends them to
-`SHARDS` streams by conversation, so one conversation's events stay in one stream, in order.
+nothing is parsed for it, so a burst of webhooks is acknowledged at about the cost of a bare
+200. A splitter (one at a time, over all workers: a lease) reads that stream in order, splits
+each body into events (one per customer message) and appends them to `SHARDS` streams by
+conversation, so one conversation's events stay in one stream, in order.
 Each shard is read by one worker at a time (a lease), through a consumer group whose consumer is
 named after the shard: whoever takes a shard over after a crash reads the pending entries of the
 worker that died first, then new ones. An entry is acknowledged only after its turn is saved with
@@ -46,6 +47,7 @@ KEEP = 100_000  # entries kept per shard (approximately) once acknowledged
 MAX_BATCH = 256  # events (or raw webhooks) appended by one script call
 WRITERS = 2  # batches of webhooks on their way to the store at once
 RAW = "raw"  # the stream of verified webhooks, before they are split
+ASIDE = 10_000  # webhooks the splitter could not read, kept for a person to look at
 
 # Append an event unless its platform id was seen; both keys are in the shard's slot.
 _APPEND = """
@@ -337,6 +339,22 @@ class Inbox:
             if not batch:
                 batch = await self._read_group(key, consumer, ">", count=count, block_ms=block_ms)
         return [_raw(entry_id, fields) for entry_id, fields in batch]
+
+    async def set_aside(self, raws: list[Raw]) -> None:
+        """Webhooks the splitter could not read, kept for a person to look at (`{inbox-raw}:aside`,
+        the last ASIDE of them) instead of holding up the conversations behind them."""
+        if not raws:
+            return
+        with store_errors():
+            async with self.store.redis.pipeline(transaction=False) as pipe:
+                for raw in raws:
+                    pipe.xadd(
+                        self._key(RAW, "aside"),
+                        {"channel": raw.channel, "at": f"{raw.received_at:.6f}", "body": raw.body},
+                        maxlen=ASIDE,
+                        approximate=True,
+                    )
+                await pipe.execute()
 
     async def ack_raw(self, raws: list[Raw]) -> None:
         """The webhooks' events are on the shards: the raw bodies go."""

@@ -382,18 +382,26 @@ async def split_kept(runtime: Runtime, *, block_ms: int) -> int:
     the next one splits them again, and the shards' de-duplication drops what was already there."""
     assert runtime.inbox is not None
     raws = await runtime.inbox.read_raw(block_ms=block_ms)
-    events = [event for raw in raws for event in _events_of(runtime, raw)]
+    events: list[ChannelEvent] = []
+    aside: list[Raw] = []
+    for raw in raws:
+        split = _events_of(runtime, raw)
+        if split is None:
+            aside.append(raw)
+        else:
+            events += split
     added = await runtime.inbox.append(events)
+    await runtime.inbox.set_aside(aside)
     await runtime.inbox.ack_raw(raws)
     runtime.counters["events"] += added
     runtime.counters["duplicates"] += len(events) - added
     return len(raws)
 
 
-def _events_of(runtime: Runtime, raw: Raw) -> list[ChannelEvent]:
-    """A kept webhook's events. One that cannot be split (not a JSON object, its channel no longer
-    configured, or the adapter fails on it) is logged, counted and let go: it would otherwise hold
-    up every conversation behind it."""
+def _events_of(runtime: Runtime, raw: Raw) -> list[ChannelEvent] | None:
+    """A kept webhook's events; None when it cannot be split (not a JSON object, its channel no
+    longer configured, or the adapter fails on it): it is logged, counted and set aside, or it
+    would hold up every conversation behind it."""
     channel = runtime.channels.get(raw.channel)
     try:
         payload = orjson.loads(raw.body)
@@ -403,13 +411,13 @@ def _events_of(runtime: Runtime, raw: Raw) -> list[ChannelEvent]:
         problem = "its channel is not configured" if channel is None else "it is not a JSON object"
         log.warning("a kept %s webhook (%s) was set aside: %s", raw.channel, raw.entry_id, problem)
         runtime.counters["unsplit"] += 1
-        return []
+        return None
     try:
         return channel.split(payload, raw.received_at)
     except Exception:
         log.exception("a kept %s webhook (%s) could not be split: set aside", raw.channel, raw.entry_id)
         runtime.counters["unsplit"] += 1
-        return []
+        return None
 
 
 async def _read_shard(runtime: Runtime, shard: int) -> None:

@@ -153,6 +153,8 @@ def test_a_webhook_that_cannot_be_split_is_set_aside_and_the_next_goes_on(store,
         await inbox.keep("telegram", b'{"update_id": 1}', 1.0)  # kept while Telegram was configured
         await inbox.keep("whatsapp", text("4477004", "after it", "wamid.aside1"), 1.0)
         await split_everything(runtime)
+        aside = await store.redis.xrange(inbox._key(RAW, "aside"))
+        assert [fields["body"] for _, fields in aside] == ['{"update_id": 1}']  # kept for a person to see
         return runtime.counters["unsplit"], await shard_texts(inbox, "whatsapp:4477004")
 
     unsplit, texts = run(body())
