@@ -43,19 +43,32 @@ SHARDS = 16
 GROUP = "workers"
 SEEN_SECONDS = 7 * 24 * 3600  # platforms retry for hours at most (Telegram, Meta: about a day)
 LEASE_MS = 15_000  # a worker that dies loses its shards this long after its last renewal
-KEEP = 100_000  # entries kept per shard (approximately) once acknowledged
 MAX_BATCH = 256  # events (or raw webhooks) appended by one script call
 WRITERS = 2  # batches of webhooks on their way to the store at once
 RAW = "raw"  # the stream of verified webhooks, before they are split
 ASIDE = 10_000  # webhooks the splitter could not read, kept for a person to look at
 
-# Append an event unless its platform id was seen; both keys are in the shard's slot.
+# Append an event unless its platform id was seen; both keys are in the shard's slot. No MAXLEN:
+# an entry is deleted once its turn is handled, and trimming could only drop ones not yet read.
 _APPEND = """
 if redis.call('set', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[1])
+  redis.call('xadd', KEYS[1], '*', 'event', ARGV[1])
   return 1
 end
 return 0
+"""
+# The same for a batch of events (one round trip). KEYS: stream, seen of each event in turn.
+# ARGV: seen seconds, then each event's body. Returns 1 (added) or 0 per event.
+_APPEND_MANY = """
+local added = {}
+for i = 1, #KEYS / 2 do
+  added[i] = 0
+  if redis.call('set', KEYS[2 * i], '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('xadd', KEYS[2 * i - 1], '*', 'event', ARGV[i + 1])
+    added[i] = 1
+  end
+end
+return added
 """
 # Keep raw webhooks, in the order given. KEYS: the raw stream. ARGV: channel, received at, body of
 # each in turn. No MAXLEN: entries are deleted once split, and a full store refuses (the door: 503).
@@ -64,19 +77,6 @@ for i = 1, #ARGV, 3 do
   redis.call('xadd', KEYS[1], '*', 'channel', ARGV[i], 'at', ARGV[i + 1], 'body', ARGV[i + 2])
 end
 return #ARGV / 3
-"""
-# The same for a batch of events (one round trip). KEYS: stream, seen of each event in turn.
-# ARGV: seen seconds, entries kept, then each event's body. Returns 1 (added) or 0 per event.
-_APPEND_MANY = """
-local added = {}
-for i = 1, #KEYS / 2 do
-  added[i] = 0
-  if redis.call('set', KEYS[2 * i], '1', 'NX', 'EX', ARGV[1]) then
-    redis.call('xadd', KEYS[2 * i - 1], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[i + 2])
-    added[i] = 1
-  end
-end
-return added
 """
 
 
@@ -171,7 +171,7 @@ class Inbox:
             if self.store.clustered:  # shards live on several nodes: one by one
                 for event in events:
                     keys, body = self._append_args(event)
-                    added += int(await self._append(keys=keys, args=[body, SEEN_SECONDS, KEEP]))
+                    added += int(await self._append(keys=keys, args=[body, SEEN_SECONDS]))
                 return added
             for start in range(0, len(events), MAX_BATCH):
                 keys, bodies = [], []
@@ -179,7 +179,7 @@ class Inbox:
                     event_keys, body = self._append_args(event)
                     keys += event_keys
                     bodies.append(body)
-                added += sum(int(one) for one in await self._evalsha(_APPEND_MANY, keys, [SEEN_SECONDS, KEEP, *bodies]))
+                added += sum(int(one) for one in await self._evalsha(_APPEND_MANY, keys, [SEEN_SECONDS, *bodies]))
         return added
 
     def _append_args(self, event: ChannelEvent) -> tuple[list[str], bytes]:
@@ -324,11 +324,16 @@ class Inbox:
         return [(entry_id, fields) for entry_id, fields in entries if fields]
 
     async def ack(self, entries: list[Entry]) -> None:
+        """The entries' turn is saved: they go (one round trip)."""
+        if not entries:
+            return
         with store_errors():
-            for entry in entries:
-                key = self._key(entry.shard, "stream")
-                await self.store.redis.xack(key, GROUP, entry.entry_id)
-                await self.store.redis.xdel(key, entry.entry_id)
+            async with self.store.redis.pipeline(transaction=False) as pipe:
+                for entry in entries:
+                    key = self._key(entry.shard, "stream")
+                    pipe.xack(key, GROUP, entry.entry_id)
+                    pipe.xdel(key, entry.entry_id)
+                await pipe.execute()
 
     async def read_raw(self, *, count: int = MAX_BATCH, block_ms: int = 500) -> list[Raw]:
         """Kept webhooks for the splitter, in order: first those a splitter read and never

@@ -13,6 +13,7 @@ import pytest
 
 from bot.config import Settings
 from bot.store import Store, StoreFull
+from channels.base import ChannelEvent
 from channels.inbox import GROUP, RAW, Inbox, shard_of
 from channels.server import Runtime, split_kept
 from channels.whatsapp import WhatsAppChannel
@@ -188,3 +189,26 @@ def test_a_full_store_refuses_at_the_door_so_the_platform_retries(small_store, r
                 await inbox.keep("whatsapp", text("4477005", "x" * 20_000, f"wamid.full{n + 1}"), 1.0)
 
     run(body())
+
+
+def test_events_nobody_has_read_yet_are_never_trimmed(store, run):
+    """A long backlog (workers down for hours) keeps every event: streams are not capped, entries
+    go when handled, and a full store refuses at the door instead."""
+
+    async def body() -> tuple[int, int]:
+        inbox = Inbox(store)
+        events = [
+            ChannelEvent("whatsapp", f"wamid.backlog{n}", "whatsapp:4477006", {"message": {"n": n}}, received_at=1.0)
+            for n in range(100_300)
+        ]
+        added = await inbox.append(events)
+        key = inbox._key(shard_of("whatsapp:4477006"), "stream")
+        length = await store.redis.xlen(key)
+        await store.redis.delete(key)  # the session's server is shared: give the memory back
+        seen = [k async for k in store.redis.scan_iter(match=inbox._key(shard_of("whatsapp:4477006"), "seen", "*"))]
+        for start in range(0, len(seen), 1000):
+            await store.redis.delete(*seen[start : start + 1000])
+        return added, length
+
+    added, length = run(body())
+    assert added == length == 100_300

@@ -212,6 +212,19 @@ def _run(coroutine: Awaitable[Any], seconds: float) -> Any:
     return asyncio.run(asyncio.wait_for(coroutine, seconds))  # type: ignore[arg-type]
 
 
+def _run_servers(coroutine: Awaitable[Any], seconds: float, servers: list[Server]) -> None:
+    """Run a test's body; on failure show each server's log; whatever happens, kill them all."""
+    try:
+        _run(coroutine, seconds)
+    except BaseException:
+        for server in servers:
+            print(f"--- {server.log_path.name}\n{server.tail()}", file=sys.stderr)
+        raise
+    finally:
+        for server in servers:
+            server.kill()
+
+
 def _verify(tg: FakeTelegram, script: dict[int, list[str]]) -> tuple[int, int, list[int]]:
     """Total lost and duplicated replies, and the chats whose replies came out of order."""
     texts = _expected_replies()
@@ -317,15 +330,7 @@ def test_a_server_killed_mid_stream_loses_nothing_and_repeats_only_what_was_unse
             assert all(call.status == 200 for call in tg.calls("sendMessage") if call.status)
             assert duplicated == report["unsettled_at_kill"] <= MAX_AT_RISK
 
-    try:
-        _run(body(), 150)
-    except BaseException:
-        for server in servers:
-            print(f"--- {server.log_path.name}\n{server.tail()}", file=sys.stderr)
-        raise
-    finally:
-        for server in servers:
-            server.kill()
+    _run_servers(body(), 150, servers)
 
 
 # -- SIGKILL at the webhook door ----------------------------------------------------------------
@@ -404,15 +409,7 @@ def test_webhooks_acknowledged_before_a_kill_are_all_answered_after_the_restart(
             assert refused > 0  # the kill did meet webhooks in flight
             assert duplicated == report["unsettled_at_kill"] <= MAX_AT_RISK  # delivery is at least once
 
-    try:
-        _run(body(), 150)
-    except BaseException:
-        for server in servers:
-            print(f"--- {server.log_path.name}\n{server.tail()}", file=sys.stderr)
-        raise
-    finally:
-        for server in servers:
-            server.kill()
+    _run_servers(body(), 150, servers)
 
 
 def _verify_graph(graph: FakeGraph, numbers: list[str], script: dict[int, list[str]]) -> tuple[int, int, list[int]]:
@@ -469,12 +466,4 @@ def test_two_servers_on_one_store_share_the_turns_without_reordering_or_repeatin
                 assert await server.stop() in (0, -signal.SIGTERM), server.tail()
                 assert "Application shutdown complete" in server.tail()
 
-    try:
-        _run(body(), 110)
-    except BaseException:
-        for server in servers:
-            print(f"--- {server.log_path.name}\n{server.tail()}", file=sys.stderr)
-        raise
-    finally:
-        for server in servers:
-            server.kill()
+    _run_servers(body(), 110, servers)
