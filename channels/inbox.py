@@ -372,13 +372,19 @@ class Inbox:
                 pipe.xdel(key, *ids)
                 await pipe.execute()
 
-    async def backlog(self) -> int:
-        """Webhooks and entries waiting or in flight, over the raw stream and all shards (for /metrics)."""
-        total = 0
+    async def waiting(self) -> tuple[int, int]:
+        """(kept webhooks the splitter has not split, events on the shards not yet handled): one
+        round trip. For /metrics: a `kept` that grows means no splitter runs."""
         with store_errors():
-            for shard in [RAW, *range(SHARDS)]:
-                total += int(await self.store.redis.xlen(self._key(shard, "stream")))
-        return total
+            async with self.store.redis.pipeline(transaction=False) as pipe:
+                for shard in [RAW, *range(SHARDS)]:
+                    pipe.xlen(self._key(shard, "stream"))
+                kept, *events = await pipe.execute()
+        return int(kept), sum(int(n) for n in events)
+
+    async def backlog(self) -> int:
+        """Webhooks and events waiting or in flight, over the raw stream and all shards."""
+        return sum(await self.waiting())
 
 
 def _entries(result: Any) -> list[tuple[str, dict[str, str] | None]]:

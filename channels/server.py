@@ -253,6 +253,10 @@ async def _metrics(runtime: Runtime, request: Request) -> Response:
             f"aftersales_deliveries_failed_total {counters.failed}",
         ]
     lines.append(f"aftersales_turns_in_flight {runtime.in_flight}")
+    if runtime.inbox is not None:
+        with contextlib.suppress(StoreError):  # the store down: /readyz says so; these lines wait
+            kept, events = await runtime.inbox.waiting()
+            lines += [f"aftersales_inbox_kept {kept}", f"aftersales_inbox_events {events}"]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 

@@ -287,7 +287,9 @@ def test_health_readiness_and_metrics(tmp_path):
                 assert (await client.get("/healthz")).text == "ok"
                 ready = await client.get("/readyz")
                 assert ready.status_code == 200 and ready.json()["channels"] == ["telegram"]
-                assert "aftersales_turns_total" in (await client.get("/metrics")).text
+                metrics = (await client.get("/metrics")).text
+                assert "aftersales_turns_total" in metrics
+                assert "aftersales_inbox_kept 0\n" in metrics and "aftersales_inbox_events 0\n" in metrics
                 big = await client.post("/webhooks/telegram", content=b"x" * (2 * 1024 * 1024))
                 assert big.status_code in (403, 413, 404)
 
