@@ -11,7 +11,9 @@ data folder (or `--redis-url`). The inbox workers, the splitter, the delivery lo
 are stopped once started, so only the door is measured (they would otherwise spend the same core
 on the turns the bench queues). After each round of the real route, the splitter's stage is
 measured apart (`POST /bench/split`, not in either route's time): every kept webhook parsed,
-split and appended to the shards, with nothing else running.
+split and appended to the shards, with nothing else running. Last, in this process, what the
+second stage adds to a message's way: the time from a webhook's events being decided to a blocked
+worker reading them, one hop (split and append, as the door used to) against two (kept, then split).
 
 The load is a lean loop in this process: `--connections` keep-alive connections (asyncio
 streams), each writing a raw HTTP/1.1 POST, reading the whole answer, and writing the next.
@@ -43,8 +45,9 @@ import urllib.request
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 APP_SECRET = "bench-app-secret"
 PHONE_NUMBER_ID = "106540352242922"
 ROUTES = {"bare": "/bare", "whatsapp": "/webhooks/whatsapp"}
@@ -248,7 +251,7 @@ async def load(
     return cursor
 
 
-def _run(work: Coroutine[Any, Any, int]) -> int:
+def _run(work: Coroutine[Any, Any, T]) -> T:
     """On uvloop when it is installed (as uvicorn runs the server): the load costs less CPU."""
     try:
         import uvloop
@@ -349,12 +352,72 @@ def main(
             profiled.sort_stats("cumulative").print_stats(r"channels/|json/|copy\.py|hmac", 20)
             return
     _report(results, splits, counters, connections, redis_url)
+    took = _run(hops(500))
+    p50, p99 = ({way: Round(way, 1.0, t).percentile(q) for way, t in took.items()} for q in (0.5, 0.99))
+    print(
+        "from a webhook to a worker's read, one at a time: one hop (split, append) "
+        f"p50 {p50['one hop']:.2f} / p99 {p99['one hop']:.2f} ms; two hops (kept, then split by the "
+        f"splitter) p50 {p50['two hops']:.2f} / p99 {p99['two hops']:.2f} ms"
+    )
 
 
 def _split_all(port: int) -> dict[str, float]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/bench/split", method="POST")
     with urllib.request.urlopen(request, timeout=600) as answer:
         return dict(json.loads(answer.read()))
+
+
+async def hops(samples: int) -> dict[str, list[float]]:
+    """How long from a webhook's events being decided to a blocked worker reading them, on a
+    scratch embedded Valkey in this process: one hop (what the door used to do: split, append to
+    the shard) against two (keep the body; the running splitter splits and appends it)."""
+    import orjson
+
+    from bot.config import Settings
+    from bot.store import Store
+    from channels.inbox import Inbox, shard_of
+    from channels.server import Runtime, split_kept
+    from channels.whatsapp import WhatsAppChannel
+
+    bodies = [request.split(b"\r\n\r\n", 1)[1] for request in signed_requests("/x", 2 * samples, 10**7)]
+    took: dict[str, list[float]] = {"one hop": [], "two hops": []}
+    with tempfile.TemporaryDirectory(prefix="aftersales-bench-hops-") as scratch:
+        store = await Store.open(None, Path(scratch), ttl_seconds=3600)
+        channel = WhatsAppChannel(
+            access_token="t",
+            phone_number_id=PHONE_NUMBER_ID,
+            app_secret=APP_SECRET,
+            verify_token="v",
+            api_base="http://127.0.0.1:9",
+        )
+        runtime = Runtime(Settings.from_env({"AFTERSALES_DATA": scratch}), {"whatsapp": channel})
+        runtime.inbox = inbox = Inbox(store)
+        await inbox.lease(1)
+
+        async def splitter() -> None:
+            while not runtime.stop.is_set():
+                await split_kept(runtime, block_ms=100)
+
+        splitting = asyncio.create_task(splitter())
+        try:
+            for n, body in enumerate(bodies):
+                way = "one hop" if n % 2 else "two hops"
+                shard = shard_of(channel.split(orjson.loads(body), 0.0)[0].conversation_id)
+                reader = asyncio.create_task(inbox.read(shard, block_ms=5000, fresh=True))
+                await asyncio.sleep(0.002)  # the reader is blocked in the store before anything comes
+                started = time.perf_counter()
+                if way == "one hop":
+                    await inbox.append(channel.split(orjson.loads(body), time.time()))
+                else:
+                    await inbox.keep("whatsapp", body, time.time())
+                entries = await reader
+                took[way].append(time.perf_counter() - started)
+                await inbox.ack(entries)
+        finally:
+            runtime.stop.set()
+            await splitting
+            await store.close()
+    return took
 
 
 def _report(
