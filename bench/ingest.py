@@ -92,7 +92,7 @@ def serve(port: int, data: str, redis_url: str | None, profile: str | None = Non
         await runtime.inbox.lease(1)  # the consumer groups (the workers stopped before taking them)
         started, cpu, events = time.perf_counter(), time.process_time(), runtime.counters["events"]
         webhooks = 0
-        while moved := await split_kept(runtime, block_ms=1):
+        while moved := await split_kept(runtime, "whatsapp", block_ms=1):
             webhooks += moved
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         added = runtime.counters["events"] - events
@@ -391,12 +391,12 @@ async def hops(samples: int) -> dict[str, list[float]]:
             api_base="http://127.0.0.1:9",
         )
         runtime = Runtime(Settings.from_env({"AFTERSALES_DATA": scratch}), {"whatsapp": channel})
-        runtime.inbox = inbox = Inbox(store)
+        runtime.inbox = inbox = Inbox(store, channels=runtime.channels)
         await inbox.lease(1)
 
         async def splitter() -> None:
             while not runtime.stop.is_set():
-                await split_kept(runtime, block_ms=100)
+                await split_kept(runtime, "whatsapp", block_ms=100)
 
         splitting = asyncio.create_task(splitter())
         try:

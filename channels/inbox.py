@@ -1,14 +1,15 @@
 """The durable inbox: a verified webhook is in Redis before the platform gets its 200.
 
-Two stages. The door keeps each verified webhook's raw body, as it came, on one stream (`raw`):
-nothing is parsed for it, so a burst of webhooks is acknowledged at about the cost of a bare
-200. A splitter (one at a time, over all workers: a lease) reads that stream in order, splits
-each body into events (one per customer message) and appends them to `SHARDS` streams by
-conversation, so one conversation's events stay in one stream, in order.
-Each shard is read by one worker at a time (a lease), through a consumer group whose consumer is
-named after the shard: whoever takes a shard over after a crash reads the pending entries of the
-worker that died first, then new ones. An entry is acknowledged only after its turn is saved with
-its replies queued for delivery; a raw webhook only after its events are on the shards.
+Two stages. The door keeps each verified webhook's raw body, as it came, on its channel's stream
+(`raw-<channel>`): nothing is parsed for it, so a burst of webhooks is acknowledged at about the
+cost of a bare 200. A splitter per channel (one at a time, over the workers that serve that
+channel: a lease) reads that stream in order, splits each body into events (one per customer
+message) and appends them to `SHARDS` streams by conversation, so one conversation's events stay
+in one stream, in order. Each shard is read by one worker at a time (a lease), through a
+consumer group whose consumer is named after the shard: whoever takes a shard over after a crash
+reads the pending entries of the worker that died first, then new ones. An entry is acknowledged
+only after its turn is saved with its replies queued for delivery; a raw webhook only after its
+events are on the shards.
 
 De-duplication by platform id happens where events are appended, in the same script: a platform
 that retries a webhook (or a second process that polls) never makes a second entry, and neither
@@ -25,7 +26,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -45,7 +46,6 @@ SEEN_SECONDS = 7 * 24 * 3600  # platforms retry for hours at most (Telegram, Met
 LEASE_MS = 15_000  # a worker that dies loses its shards this long after its last renewal
 MAX_BATCH = 256  # events (or raw webhooks) appended by one script call
 WRITERS = 2  # batches of webhooks on their way to the store at once
-RAW = "raw"  # the stream of verified webhooks, before they are split
 ASIDE = 10_000  # webhooks the splitter could not read, kept for a person to look at
 
 # Append an event unless its platform id was seen; both keys are in the shard's slot. No MAXLEN:
@@ -70,13 +70,13 @@ for i = 1, #KEYS / 2 do
 end
 return added
 """
-# Keep raw webhooks, in the order given. KEYS: the raw stream. ARGV: channel, received at, body of
-# each in turn. No MAXLEN: entries are deleted once split, and a full store refuses (the door: 503).
+# Keep raw webhooks, in the order given. KEYS: each one's channel stream. ARGV: received at, body
+# of each in turn. No MAXLEN: entries are deleted once split, and a full store refuses (the door: 503).
 _KEEP_RAW = """
-for i = 1, #ARGV, 3 do
-  redis.call('xadd', KEYS[1], '*', 'channel', ARGV[i], 'at', ARGV[i + 1], 'body', ARGV[i + 2])
+for i = 1, #KEYS do
+  redis.call('xadd', KEYS[i], '*', 'at', ARGV[2 * i - 1], 'body', ARGV[2 * i])
 end
-return #ARGV / 3
+return #KEYS
 """
 
 
@@ -103,20 +103,26 @@ class Entry:
 
 
 class Inbox:
-    def __init__(self, store: Store, *, worker_id: str | None = None) -> None:
+    def __init__(self, store: Store, *, channels: Iterable[str] = (), worker_id: str | None = None) -> None:
+        """`channels`: those this process serves; it splits only their webhooks (a process
+        without a channel's settings cannot read its webhooks, e.g. during a rolling update)."""
         self.store = store
+        self.channels = tuple(channels)
         self.worker_id = worker_id or f"{os.getpid()}-{secrets.token_hex(3)}"
         self._append = store.redis.register_script(_APPEND)
         self._keep = store.redis.register_script(_KEEP_RAW)
         self._shas: dict[str, str] = {}
-        self._waiting: deque[tuple[tuple[str, str, bytes], asyncio.Future[None]]] = deque()
+        self._waiting: deque[tuple[str, tuple[str, bytes], asyncio.Future[None]]] = deque()
         self._writers: set[asyncio.Task[None]] = set()
         self._leases: dict[int, str] = {}
-        self._raw_lease: str | None = None  # held by the worker that splits
+        self._raw_leases: dict[str, str] = {}  # channel -> token: the channels this worker splits
         self.leaving: set[int] = set()  # held until their reader stops between turns
 
     def _key(self, shard: int | str, *parts: str) -> str:
         return f"{self.store.prefix}{{inbox-{shard}}}:" + ":".join(parts)
+
+    def _raw(self, channel: str, part: str) -> str:
+        return self._key(f"raw-{channel}", part)
 
     # -- the door ------------------------------------------------------------------------
 
@@ -131,13 +137,13 @@ class Inbox:
         not wait for it. Two batches in flight may reach the store in either order; that can only
         swap webhooks the platform sent before it had an answer for either, between which it
         promised no order (one answered before the other was received is always kept first)."""
-        fields = (channel, f"{received_at:.6f}", body)
+        stream, fields = self._raw(channel, "stream"), (f"{received_at:.6f}", body)
         if self.store.clustered:  # no batching connection to borrow: one by one
             with store_errors():
-                await self._keep(keys=[self._key(RAW, "stream")], args=list(fields))
+                await self._keep(keys=[stream], args=list(fields))
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((fields, done))
+        self._waiting.append((stream, fields, done))
         if len(self._writers) < WRITERS:
             writer = asyncio.create_task(self._write())
             self._writers.add(writer)
@@ -151,11 +157,11 @@ class Inbox:
             outcome: BaseException | None = None
             try:
                 with store_errors():
-                    args = [value for fields, _ in batch for value in fields]
-                    await self._evalsha(_KEEP_RAW, [self._key(RAW, "stream")], args)
+                    args = [value for _, fields, _ in batch for value in fields]
+                    await self._evalsha(_KEEP_RAW, [stream for stream, _, _ in batch], args)
             except Exception as error:
                 outcome = error
-            for _, done in batch:
+            for _, _, done in batch:
                 if done.done():
                     continue  # the caller gave up waiting (what it sent is kept all the same, or not)
                 if outcome is None:
@@ -216,7 +222,7 @@ class Inbox:
 
     async def lease(self, live_workers: int) -> list[int]:
         """Renew this worker's shards and take free ones, up to its fair share; renew or take the
-        splitter's lease too (whoever has it splits)."""
+        splitter's lease of each channel it serves (whoever has it splits)."""
         share = math.ceil(SHARDS / max(1, live_workers))
         with store_errors():
             for shard, token in list(self._leases.items()):
@@ -235,18 +241,20 @@ class Inbox:
                 if taken is not None:
                     self._leases[shard] = taken
                     await self._ensure_group(self._key(shard, "stream"))
-            if self._raw_lease is not None and not await self._renew(self._key(RAW, "lease"), self._raw_lease):
-                self._raw_lease = None
-            if self._raw_lease is None:
-                self._raw_lease = await self._take(self._key(RAW, "lease"))
-                if self._raw_lease is not None:
-                    await self._ensure_group(self._key(RAW, "stream"))
+            for channel in self.channels:
+                held = self._raw_leases.pop(channel, None)
+                if held is None or not await self._renew(self._raw(channel, "lease"), held):
+                    held = await self._take(self._raw(channel, "lease"))
+                    if held is not None:
+                        await self._ensure_group(self._raw(channel, "stream"))
+                if held is not None:
+                    self._raw_leases[channel] = held
         return sorted(self._leases)
 
     @property
-    def splits(self) -> bool:
-        """Whether this worker holds the splitter's lease."""
-        return self._raw_lease is not None
+    def splits(self) -> list[str]:
+        """The channels whose webhooks this worker splits (holds the splitter's lease of)."""
+        return sorted(self._raw_leases)
 
     async def _renew(self, key: str, token: str) -> bool:
         return bool(await self.store.redis.set(key, token, xx=True, px=LEASE_MS, get=True) == token)
@@ -260,9 +268,9 @@ class Inbox:
         with store_errors():
             for shard in list(self._leases):
                 await self._give_back(shard)
-            if self._raw_lease is not None:
-                token, self._raw_lease = self._raw_lease, None
-                await self._delete_if(self._key(RAW, "lease"), token)
+            for channel, token in list(self._raw_leases.items()):
+                del self._raw_leases[channel]
+                await self._delete_if(self._raw(channel, "lease"), token)
 
     async def hand_over(self, shard: int) -> None:
         """The shard's reader stopped between turns: if the shard is leaving, let it go now."""
@@ -335,37 +343,38 @@ class Inbox:
                     pipe.xdel(key, entry.entry_id)
                 await pipe.execute()
 
-    async def read_raw(self, *, count: int = MAX_BATCH, block_ms: int = 500) -> list[Raw]:
-        """Kept webhooks for the splitter, in order: first those a splitter read and never
-        acknowledged (it died with them), then new ones."""
-        key, consumer = self._key(RAW, "stream"), "splitter"
+    async def read_raw(self, channel: str, *, count: int = MAX_BATCH, block_ms: int = 500) -> list[Raw]:
+        """A channel's kept webhooks for its splitter, in order: first those a splitter read and
+        never acknowledged (it died with them), then new ones."""
+        key, consumer = self._raw(channel, "stream"), "splitter"
         with store_errors():
             batch = await self._read_group(key, consumer, "0", count=count)
             if not batch:
                 batch = await self._read_group(key, consumer, ">", count=count, block_ms=block_ms)
-        return [_raw(entry_id, fields) for entry_id, fields in batch]
+        return [_raw(channel, entry_id, fields) for entry_id, fields in batch]
 
     async def set_aside(self, raws: list[Raw]) -> None:
-        """Webhooks the splitter could not read, kept for a person to look at (`{inbox-raw}:aside`,
-        the last ASIDE of them) instead of holding up the conversations behind them."""
+        """Webhooks the splitter could not read, kept for a person to look at
+        (`{inbox-raw-<channel>}:aside`, the last ASIDE of them) instead of holding up the
+        conversations behind them."""
         if not raws:
             return
         with store_errors():
             async with self.store.redis.pipeline(transaction=False) as pipe:
                 for raw in raws:
                     pipe.xadd(
-                        self._key(RAW, "aside"),
-                        {"channel": raw.channel, "at": f"{raw.received_at:.6f}", "body": raw.body},
+                        self._raw(raw.channel, "aside"),
+                        {"at": f"{raw.received_at:.6f}", "body": raw.body},
                         maxlen=ASIDE,
                         approximate=True,
                     )
                 await pipe.execute()
 
-    async def ack_raw(self, raws: list[Raw]) -> None:
+    async def ack_raw(self, channel: str, raws: list[Raw]) -> None:
         """The webhooks' events are on the shards: the raw bodies go."""
         if not raws:
             return
-        key, ids = self._key(RAW, "stream"), [raw.entry_id for raw in raws]
+        key, ids = self._raw(channel, "stream"), [raw.entry_id for raw in raws]
         with store_errors():
             async with self.store.redis.pipeline(transaction=False) as pipe:
                 pipe.xack(key, GROUP, *ids)
@@ -373,14 +382,16 @@ class Inbox:
                 await pipe.execute()
 
     async def waiting(self) -> tuple[int, int]:
-        """(kept webhooks the splitter has not split, events on the shards not yet handled): one
-        round trip. For /metrics: a `kept` that grows means no splitter runs."""
+        """(kept webhooks of this process's channels not yet split, events on the shards not yet
+        handled): one round trip. For /metrics: a `kept` that grows means no splitter runs."""
         with store_errors():
             async with self.store.redis.pipeline(transaction=False) as pipe:
-                for shard in [RAW, *range(SHARDS)]:
+                for shard in range(SHARDS):
                     pipe.xlen(self._key(shard, "stream"))
-                kept, *events = await pipe.execute()
-        return int(kept), sum(int(n) for n in events)
+                for channel in self.channels:
+                    pipe.xlen(self._raw(channel, "stream"))
+                lengths = [int(n) for n in await pipe.execute()]
+        return sum(lengths[SHARDS:]), sum(lengths[:SHARDS])
 
     async def backlog(self) -> int:
         """Webhooks and events waiting or in flight, over the raw stream and all shards."""
@@ -392,8 +403,8 @@ def _entries(result: Any) -> list[tuple[str, dict[str, str] | None]]:
     return [entry for _, entries in result or [] for entry in entries]
 
 
-def _raw(entry_id: str, fields: dict[str, Any]) -> Raw:
-    return Raw(entry_id, str(fields["channel"]), _bytes(fields["body"]), float(fields["at"]))
+def _raw(channel: str, entry_id: str, fields: dict[str, Any]) -> Raw:
+    return Raw(entry_id, channel, _bytes(fields["body"]), float(fields["at"]))
 
 
 def _bytes(value: str | bytes) -> bytes:

@@ -275,7 +275,7 @@ async def _start(runtime: Runtime) -> None:
         runtime.app = App(runtime.settings)
     runtime.manager = manager = await runtime.app.start()
     manager.deliver_replies = True  # a turn's replies are queued for delivery with its save
-    runtime.inbox = Inbox(manager.store)
+    runtime.inbox = Inbox(manager.store, channels=runtime.channels)
     runtime.delivery = Delivery(manager.store, manager.outbox, runtime.channels, report=_reporter(runtime))
     manager.outbox.on_post = runtime.delivery.wake.set
     for channel in runtime.channels.values():
@@ -341,12 +341,12 @@ async def _clock(runtime: Runtime) -> None:
 
 
 async def _workers(runtime: Runtime) -> None:
-    """Lease inbox shards (a fair share among live workers) and run one reader per shard; the
-    worker holding the splitter's lease also splits the kept webhooks."""
+    """Lease inbox shards (a fair share among live workers) and run one reader per shard; for each
+    channel whose splitter's lease this worker holds, split that channel's kept webhooks."""
     assert runtime.inbox is not None and runtime.app is not None and runtime.app.store is not None
     inbox, store = runtime.inbox, runtime.app.store
     readers: dict[int, asyncio.Task[None]] = {}
-    splitter: asyncio.Task[None] | None = None
+    splitters: dict[str, asyncio.Task[None]] = {}
     while not runtime.stop.is_set():
         try:
             live = await heartbeat(store, inbox.worker_id)
@@ -360,32 +360,33 @@ async def _workers(runtime: Runtime) -> None:
                     await inbox.hand_over(shard)  # no turn in hand: let it go at once
             elif shard not in readers or readers[shard].done():
                 readers[shard] = asyncio.create_task(_read_shard(runtime, shard))
-        if inbox.splits and (splitter is None or splitter.done()):
-            splitter = asyncio.create_task(_split(runtime))
+        for channel in inbox.splits:
+            if channel not in splitters or splitters[channel].done():
+                splitters[channel] = asyncio.create_task(_split(runtime, channel))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(runtime.stop.wait(), 2.0)
-    running = [*readers.values(), *([splitter] if splitter else [])]
+    running = [*readers.values(), *splitters.values()]
     if running:
         await asyncio.wait(running, timeout=30)
 
 
-async def _split(runtime: Runtime) -> None:
-    """The splitter: kept webhooks onto the shards, for as long as this worker holds its lease."""
+async def _split(runtime: Runtime, channel: str) -> None:
+    """A channel's splitter: its kept webhooks onto the shards, for as long as this worker holds its lease."""
     assert runtime.inbox is not None
-    while not runtime.stop.is_set() and runtime.inbox.splits:
+    while not runtime.stop.is_set() and channel in runtime.inbox.splits:
         try:
-            await split_kept(runtime, block_ms=500)
+            await split_kept(runtime, channel, block_ms=500)
         except StoreError as error:
             log.warning("inbox split failed: %s", error)
             await asyncio.sleep(1.0)
 
 
-async def split_kept(runtime: Runtime, *, block_ms: int) -> int:
-    """One batch of kept webhooks, in the order they came, split into events on the shards;
+async def split_kept(runtime: Runtime, channel: str, *, block_ms: int) -> int:
+    """One batch of a channel's kept webhooks, in the order they came, split into events on the shards;
     returns how many webhooks. A splitter that dies between the two leaves its webhooks pending:
     the next one splits them again, and the shards' de-duplication drops what was already there."""
     assert runtime.inbox is not None
-    raws = await runtime.inbox.read_raw(block_ms=block_ms)
+    raws = await runtime.inbox.read_raw(channel, block_ms=block_ms)
     events: list[ChannelEvent] = []
     aside: list[Raw] = []
     for raw in raws:
@@ -396,28 +397,26 @@ async def split_kept(runtime: Runtime, *, block_ms: int) -> int:
             events += split
     added = await runtime.inbox.append(events)
     await runtime.inbox.set_aside(aside)
-    await runtime.inbox.ack_raw(raws)
+    await runtime.inbox.ack_raw(channel, raws)
     runtime.counters["events"] += added
     runtime.counters["duplicates"] += len(events) - added
     return len(raws)
 
 
 def _events_of(runtime: Runtime, raw: Raw) -> list[ChannelEvent] | None:
-    """A kept webhook's events; None when it cannot be split (not a JSON object, its channel no
-    longer configured, or the adapter fails on it): it is logged, counted and set aside, or it
-    would hold up every conversation behind it."""
-    channel = runtime.channels.get(raw.channel)
+    """A kept webhook's events; None when it cannot be split (not a JSON object, or the adapter
+    fails on it): it is logged, counted and set aside, or it would hold up every conversation
+    behind it. (Only the channels this process serves are split here: see `Inbox.channels`.)"""
     try:
         payload = orjson.loads(raw.body)
     except orjson.JSONDecodeError:
         payload = None
-    if channel is None or not isinstance(payload, dict):
-        problem = "its channel is not configured" if channel is None else "it is not a JSON object"
-        log.warning("a kept %s webhook (%s) was set aside: %s", raw.channel, raw.entry_id, problem)
+    if not isinstance(payload, dict):
+        log.warning("a kept %s webhook (%s) was set aside: not a JSON object", raw.channel, raw.entry_id)
         runtime.counters["unsplit"] += 1
         return None
     try:
-        return channel.split(payload, raw.received_at)
+        return runtime.channels[raw.channel].split(payload, raw.received_at)
     except Exception:
         log.exception("a kept %s webhook (%s) could not be split: set aside", raw.channel, raw.entry_id)
         runtime.counters["unsplit"] += 1

@@ -14,7 +14,7 @@ import pytest
 from bot.config import Settings
 from bot.store import Store, StoreFull
 from channels.base import ChannelEvent
-from channels.inbox import GROUP, RAW, Inbox, shard_of
+from channels.inbox import GROUP, Inbox, shard_of
 from channels.server import Runtime, split_kept
 from channels.whatsapp import WhatsAppChannel
 from tests.fakes.graph import FakeGraph
@@ -31,7 +31,7 @@ def runtime_for(store: Store, tmp_path: Path) -> Runtime:
         api_base="http://127.0.0.1:9",
     )
     runtime = Runtime(Settings.from_env({"AFTERSALES_DATA": str(tmp_path)}), {"whatsapp": channel})
-    runtime.inbox = Inbox(store)
+    runtime.inbox = Inbox(store, channels=runtime.channels)
     return runtime
 
 
@@ -49,7 +49,7 @@ async def shard_texts(inbox: Inbox, conversation: str) -> list[str]:
 
 async def split_everything(runtime: Runtime) -> int:
     moved = total = 0
-    while moved := await split_kept(runtime, block_ms=1):
+    while moved := await split_kept(runtime, "whatsapp", block_ms=1):
         total += moved
     return total
 
@@ -76,20 +76,20 @@ def test_a_splitter_that_died_before_acknowledging_leaves_its_webhooks_to_the_ne
         first = runtime_for(store, tmp_path)
         assert first.inbox is not None
         await first.inbox.lease(1)
-        assert first.inbox.splits
+        assert first.inbox.splits == ["whatsapp"]
         for n in range(3):
             await first.inbox.keep("whatsapp", text("4477001", f"message {n}", f"wamid.crash{n}"), 1.0)
         # It read them and appended two of their events, then died before acknowledging any.
-        raws = await first.inbox.read_raw(block_ms=1)
+        raws = await first.inbox.read_raw("whatsapp", block_ms=1)
         events = [e for raw in raws for e in first.channels["whatsapp"].split(orjson.loads(raw.body), 1.0)]
         await first.inbox.append(events[:2])
-        await store.redis.delete(first.inbox._key(RAW, "lease"))  # its lease ran out
+        await store.redis.delete(first.inbox._raw("whatsapp", "lease"))  # its lease ran out
         second = runtime_for(store, tmp_path)
         assert second.inbox is not None
         await second.inbox.lease(1)
-        assert second.inbox.splits
+        assert second.inbox.splits == ["whatsapp"]
         moved = await split_everything(second)
-        raw_left = await store.redis.xlen(second.inbox._key(RAW, "stream"))
+        raw_left = await store.redis.xlen(second.inbox._raw("whatsapp", "stream"))
         texts = await shard_texts(second.inbox, "whatsapp:4477001")
         return texts, [str(second.counters[k]) for k in ("events", "duplicates")], moved + raw_left
 
@@ -105,10 +105,10 @@ def test_a_stream_whose_group_was_lost_gets_it_again_and_nothing_waiting_is_skip
         inbox = runtime.inbox
         assert inbox is not None
         await inbox.lease(1)
-        await store.redis.delete(inbox._key(RAW, "stream"))  # e.g. someone cleaned keys by hand
+        await store.redis.delete(inbox._raw("whatsapp", "stream"))  # e.g. someone cleaned keys by hand
         await inbox.keep("whatsapp", text("4477002", "still here", "wamid.group1"), 1.0)
-        first = await inbox.read_raw(block_ms=1)  # NOGROUP: the group is made again, from the start
-        moved = await split_kept(runtime, block_ms=1)
+        first = await inbox.read_raw("whatsapp", block_ms=1)  # NOGROUP: the group is made again
+        moved = await split_kept(runtime, "whatsapp", block_ms=1)
         return [raw.body for raw in first], moved, await shard_texts(inbox, "whatsapp:4477002")
 
     first, moved, texts = run(body())
@@ -151,11 +151,11 @@ def test_a_webhook_that_cannot_be_split_is_set_aside_and_the_next_goes_on(store,
         inbox = runtime.inbox
         assert inbox is not None
         await inbox.lease(1)
-        await inbox.keep("telegram", b'{"update_id": 1}', 1.0)  # kept while Telegram was configured
+        await inbox.keep("whatsapp", b"[1, 2]", 1.0)  # signed, so kept: but not a notification
         await inbox.keep("whatsapp", text("4477004", "after it", "wamid.aside1"), 1.0)
         await split_everything(runtime)
-        aside = await store.redis.xrange(inbox._key(RAW, "aside"))
-        assert [fields["body"] for _, fields in aside] == ['{"update_id": 1}']  # kept for a person to see
+        aside = await store.redis.xrange(inbox._raw("whatsapp", "aside"))
+        assert [fields["body"] for _, fields in aside] == ["[1, 2]"]  # kept for a person to see
         return runtime.counters["unsplit"], await shard_texts(inbox, "whatsapp:4477004")
 
     unsplit, texts = run(body())
@@ -212,3 +212,23 @@ def test_events_nobody_has_read_yet_are_never_trimmed(store, run):
 
     added, length = run(body())
     assert added == length == 100_300
+
+
+def test_only_a_process_serving_a_channel_splits_its_webhooks(store, run, tmp_path):
+    """During a rolling update one process may serve Telegram only while another serves WhatsApp
+    too: the first never takes WhatsApp's splitter (it could not read those webhooks)."""
+
+    async def body() -> tuple[list[str], list[str], int, list[str]]:
+        telegram_only = Inbox(store, channels=["telegram"])
+        await telegram_only.lease(1)
+        await telegram_only.keep("whatsapp", text("4477007", "hello", "wamid.mixed1"), 1.0)  # its door
+        runtime = runtime_for(store, tmp_path)
+        assert runtime.inbox is not None
+        await runtime.inbox.lease(2)
+        moved = await split_everything(runtime)
+        texts = await shard_texts(runtime.inbox, "whatsapp:4477007")
+        return telegram_only.splits, runtime.inbox.splits, moved, texts
+
+    telegram_splits, whatsapp_splits, moved, texts = run(body())
+    assert telegram_splits == ["telegram"] and whatsapp_splits == ["whatsapp"]
+    assert moved == 1 and texts == ["hello"]
