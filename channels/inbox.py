@@ -48,18 +48,11 @@ MAX_BATCH = 256  # events (or raw webhooks) appended by one script call
 WRITERS = 2  # batches of webhooks on their way to the store at once
 ASIDE = 10_000  # webhooks the splitter could not read, kept for a person to look at
 
-# Append an event unless its platform id was seen; both keys are in the shard's slot. No MAXLEN:
-# an entry is deleted once its turn is handled, and trimming could only drop ones not yet read.
+# Append events unless their platform id was seen. KEYS: stream, seen of each event in turn (an
+# event's two keys are in its shard's slot: on a cluster, one event per call). ARGV: seen seconds,
+# then each event's body. Returns 1 (added) or 0 per event. No MAXLEN: an entry is deleted once
+# its turn is handled, and trimming could only drop ones not yet read.
 _APPEND = """
-if redis.call('set', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('xadd', KEYS[1], '*', 'event', ARGV[1])
-  return 1
-end
-return 0
-"""
-# The same for a batch of events (one round trip). KEYS: stream, seen of each event in turn.
-# ARGV: seen seconds, then each event's body. Returns 1 (added) or 0 per event.
-_APPEND_MANY = """
 local added = {}
 for i = 1, #KEYS / 2 do
   added[i] = 0
@@ -177,7 +170,7 @@ class Inbox:
             if self.store.clustered:  # shards live on several nodes: one by one
                 for event in events:
                     keys, body = self._append_args(event)
-                    added += int(await self._append(keys=keys, args=[body, SEEN_SECONDS]))
+                    added += int((await self._append(keys=keys, args=[SEEN_SECONDS, body]))[0])
                 return added
             for start in range(0, len(events), MAX_BATCH):
                 keys, bodies = [], []
@@ -185,7 +178,7 @@ class Inbox:
                     event_keys, body = self._append_args(event)
                     keys += event_keys
                     bodies.append(body)
-                added += sum(int(one) for one in await self._evalsha(_APPEND_MANY, keys, [SEEN_SECONDS, *bodies]))
+                added += sum(int(one) for one in await self._evalsha(_APPEND, keys, [SEEN_SECONDS, *bodies]))
         return added
 
     def _append_args(self, event: ChannelEvent) -> tuple[list[str], bytes]:
