@@ -379,26 +379,23 @@ def split_notification(body: Mapping[str, Any], phone_number_id: str, received_a
 
     One event per `entry[].changes[].value.messages[]` of field `messages`, de-duplicated by wamid;
     its payload is `{"message": <the message>, "profile_name": <the contact's name, when given>}`."""
-    # The busiest code of the webhook route: plain loops and type checks, no intermediate lists.
     if body.get("object") != "whatsapp_business_account":
         return []
     events: list[ChannelEvent] = []
     seen: set[str] = set()
-    for entry in _list(body.get("entry")):
-        if not isinstance(entry, dict):
-            continue
-        for change in _list(entry.get("changes")):
-            if not isinstance(change, dict) or change.get("field") != "messages":
-                continue
+    for entry in _dicts(body.get("entry")):
+        for change in _dicts(entry.get("changes")):
             value = change.get("value")
-            if not isinstance(value, dict):
+            if change.get("field") != "messages" or not isinstance(value, dict):
                 continue
-            metadata = value.get("metadata")
-            if not isinstance(metadata, dict) or str(metadata.get("phone_number_id", "")) != phone_number_id:
+            metadata = _dict(value.get("metadata"))
+            if str(metadata.get("phone_number_id", "")) != phone_number_id:
                 continue  # another business number on the same app: not ours to answer
-            for message in _list(value.get("messages")):  # `statuses` are receipts of ours, never read
-                if not isinstance(message, dict):
-                    continue
+            names = {
+                str(contact.get("wa_id")): _dict(contact.get("profile")).get("name")
+                for contact in _dicts(value.get("contacts"))
+            }
+            for message in _dicts(value.get("messages")):  # `statuses` are receipts of ours, never read
                 sender, wamid = message.get("from"), message.get("id")
                 if not isinstance(sender, str) or not sender or not isinstance(wamid, str) or not wamid:
                     continue
@@ -406,8 +403,8 @@ def split_notification(body: Mapping[str, Any], phone_number_id: str, received_a
                     continue
                 seen.add(wamid)
                 payload: dict[str, Any] = {"message": message}  # the parsed body is ours: no copy needed
-                name = _profile_name(value.get("contacts"), sender)
-                if name:
+                name = names.get(sender)
+                if isinstance(name, str) and name:
                     payload["profile_name"] = name
                 events.append(
                     ChannelEvent(
@@ -731,14 +728,5 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _profile_name(contacts: Any, sender: str) -> str | None:
-    """The name WhatsApp gives for the sender, if any."""
-    for contact in _list(contacts):
-        if isinstance(contact, dict) and str(contact.get("wa_id")) == sender:
-            name = _dict(contact.get("profile")).get("name")
-            return name if isinstance(name, str) and name else None
-    return None
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
