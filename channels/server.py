@@ -379,6 +379,9 @@ async def _split(runtime: Runtime, channel: str) -> None:
         except StoreError as error:
             log.warning("inbox split failed: %s", error)
             await asyncio.sleep(1.0)
+        except Exception:  # e.g. the stream's key overwritten by hand: said each time, not lost in a task
+            log.exception("the %s splitter failed; trying again", channel)
+            await asyncio.sleep(1.0)
 
 
 async def split_kept(runtime: Runtime, channel: str, *, block_ms: int) -> int:

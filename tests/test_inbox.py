@@ -4,6 +4,7 @@ store leaves behind."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,32 @@ def test_the_splitter_waits_out_a_store_outage_and_loses_nothing(tmp_path, run):
         if valkey.is_running():
             valkey.stop()
     assert moved == 1 and texts == ["kept before"]
+
+
+def test_a_splitter_whose_stream_was_overwritten_says_so_and_goes_on_once_it_is_mended(store, run, tmp_path, caplog):
+    from channels.server import _split
+
+    async def body() -> list[str]:
+        runtime = runtime_for(store, tmp_path)
+        inbox = runtime.inbox
+        assert inbox is not None
+        await inbox.lease(1)
+        await store.redis.delete(inbox._raw("whatsapp", "stream"))
+        await store.redis.set(inbox._raw("whatsapp", "stream"), "oops")  # a careless hand in redis-cli
+        splitter = asyncio.create_task(_split(runtime, "whatsapp"))
+        await asyncio.sleep(0.3)
+        assert not splitter.done()  # still there, saying what is wrong
+        await store.redis.delete(inbox._raw("whatsapp", "stream"))
+        await inbox.keep("whatsapp", text("4477300", "after the fix", "wamid.mend1"), 1.0)
+        for _ in range(60):
+            texts = await shard_texts(inbox, "whatsapp:4477300")
+            if texts:
+                break
+            await asyncio.sleep(0.1)
+        runtime.stop.set()
+        await asyncio.wait_for(splitter, 5)
+        return texts
+
+    texts = run(body())
+    assert "the whatsapp splitter failed" in caplog.text and "WRONGTYPE" in caplog.text
+    assert texts == ["after the fix"]
